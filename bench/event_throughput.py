@@ -1,0 +1,153 @@
+"""Event throughput: a harness printing 100,000 short lines, on SQLite and on PostgreSQL.
+
+Reports output events stored per second (from the stored events' own timestamps) and delivered
+per second to 10 concurrent SSE clients, each as a ratio to raw batched inserts of the same
+number of rows into the same database (same driver, batches of 2,000) measured in the same run.
+Target (issue 2): at least 20,000 lines/s stored and >= 50% of the raw insert rate.
+
+    .venv/bin/python bench/event_throughput.py [--lines 100000] [--clients 10] [--engines sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from bench_support import BenchServer, bench_server, user_line
+from chiron.store.engine import Store
+from chiron.store.tables import events, sessions
+from chiron.store.types import utcnow
+
+TERMINAL = ("session.execution_completed", "session.execution_failed", "session.execution_cancelled")
+
+
+async def raw_insert_rate(database_url: str, rows: int) -> float:
+    """Rows per second for plain batched INSERTs into the events table, same driver."""
+    store = Store(database_url)
+    now = utcnow()
+    async with store.write() as conn:
+        await conn.execute(
+            sa.insert(sessions).values(
+                thread_key="bench:raw", status="idle", harness_type="shell",
+                principal_id="prn_raw", metadata={}, last_event_id=0,
+                created_at=now, updated_at=now, last_active_at=now,
+            )
+        )  # fmt: skip
+    line = '{"method":"item/commandExecution/outputDelta","params":{"delta":"12345\\n"}}'
+    sqlite = store.dialect == "sqlite"
+    created = now.replace(tzinfo=None).isoformat(" ") if sqlite else now
+    statement = (
+        "INSERT INTO events (thread_key, event_id, execution_id, event_type, payload, created_at)"
+        + (" VALUES (?, ?, ?, ?, ?, ?)" if sqlite else " VALUES ($1, $2, $3, $4, $5, $6)")
+    )
+    started = time.perf_counter()
+    for first in range(1, rows + 1, 2000):
+        async with store.write() as conn:
+            await conn.exec_driver_sql(
+                statement,
+                [
+                    ("bench:raw", i, "exe_raw", "session.output.line", line, created)
+                    for i in range(first, min(first + 2000, rows + 1))
+                ],
+            )
+    elapsed = time.perf_counter() - started
+    async with store.write() as conn:
+        await conn.execute(
+            sa.update(sessions).where(sessions.c.thread_key == "bench:raw").values(last_event_id=rows)
+        )
+    await store.dispose()
+    return rows / elapsed
+
+
+async def sse_client(server: BenchServer, url: str, ready: asyncio.Event) -> tuple[int, float]:
+    """Count output lines until the terminal event; returns (lines, seconds first→last).
+
+    Counts frames in the raw byte stream rather than parsing each one, so the figure measures
+    the server's delivery, not this client's parser.
+    """
+    marker = b"event: session.output.line\n"
+    count = 0
+    first: float | None = None
+    tail = b""
+    async with server.client.stream("GET", url) as response:
+        ready.set()
+        async for chunk in response.aiter_bytes():
+            data = tail + chunk
+            found = data.count(marker)
+            if found and first is None:
+                first = time.perf_counter()
+            count += found
+            if any(t.encode() in data for t in TERMINAL):
+                break
+            tail = data[-len(marker) :]
+            # A marker split across chunks is counted once, in the joined data.
+            count -= tail.count(marker)
+    assert first is not None
+    return count, time.perf_counter() - first
+
+
+async def run_engine(engine: str, lines: int, clients: int) -> None:
+    async with bench_server(engine) as server:
+        client = server.client
+        await client.post("/api/session/bench:flood", json={"harness_type": "shell"})
+        await client.post("/api/session/bench:flood/execute", json={"input_lines": [user_line("true")]})
+        await asyncio.sleep(1.0)
+        cursor = (await client.get("/api/session/bench:flood/events", params={"format": "json", "wait": 0})).json()["last_event_id"]
+        url = f"/api/session/bench:flood/events?after_event_id={cursor}"
+        readies = [asyncio.Event() for _ in range(clients)]
+        readers = [asyncio.create_task(sse_client(server, url, r)) for r in readies]
+        await asyncio.gather(*(r.wait() for r in readies))
+        answer = await client.post(
+            "/api/session/bench:flood/execute",
+            json={"input_lines": [user_line(f"seq 1 {lines}")]},
+        )
+        execution_id = answer.json()["execution_id"]
+        delivered = await asyncio.gather(*readers)
+        stored_rate = await stored_lines_per_second(server, execution_id)
+        raw_rate = await raw_insert_rate(server.database_url, lines)
+    delivered_rates = [count / seconds for count, seconds in delivered]
+    per_client = min(delivered_rates)
+    print(f"[{engine}] raw batched inserts           {raw_rate:10,.0f} rows/s")
+    print(f"[{engine}] output lines stored           {stored_rate:10,.0f} lines/s   ({stored_rate / raw_rate:.0%} of raw)")
+    print(
+        f"[{engine}] delivered per SSE client (x{clients}) {per_client:10,.0f} events/s slowest, "
+        f"{sum(delivered_rates):,.0f} events/s total   ({per_client / raw_rate:.0%} of raw per client)"
+    )
+    print(
+        f"[{engine}] target >= 20,000 lines/s and >= 50% of raw: "
+        f"{'met' if stored_rate >= 20_000 and stored_rate >= raw_rate / 2 else 'MISSED'}"
+    )
+
+
+async def stored_lines_per_second(server: BenchServer, execution_id: str) -> float:
+    store = Store(server.database_url)
+    async with store.read() as conn:
+        row = (
+            await conn.execute(
+                sa.select(sa.func.count(), sa.func.min(events.c.created_at), sa.func.max(events.c.created_at))
+                .where(events.c.execution_id == execution_id, events.c.event_type == "session.output.line")
+            )
+        ).one()
+    await store.dispose()
+    count, first, last = row
+    first_at = first if isinstance(first, datetime) else datetime.fromisoformat(first)
+    last_at = last if isinstance(last, datetime) else datetime.fromisoformat(last)
+    return float(count) / max((last_at - first_at).total_seconds(), 1e-6)
+
+
+async def main(lines: int, clients: int, engines: list[str]) -> None:
+    for engine in engines:
+        await run_engine(engine, lines, clients)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    args = parser.parse_args()
+    asyncio.run(main(args.lines, args.clients, args.engines.split(",")))

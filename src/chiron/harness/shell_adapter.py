@@ -1,0 +1,315 @@
+"""The `shell` adapter: each user turn runs its text with `/bin/bash -c` in the workspace.
+
+No model involved: the command's merged stdout+stderr streams as `commandExecution` output
+deltas, then the output tail becomes the turn's agent message. While a turn runs, another user
+line is written to the command's stdin (steering); an interrupt kills the command's process
+group (TERM, then KILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from chiron.harness import protocol
+from chiron.harness.server import NdjsonWriter, note
+
+TAIL_BYTES = 64 * 1024
+KILL_GRACE_S = 2.0
+# After bash exits, a background job may still hold the output pipe open; stop waiting for
+# its EOF after this long so `sleep 100 &` does not keep the turn running.
+PIPE_DRAIN_S = 0.5
+# A "line" longer than this is cut into several deltas, so memory stays bounded.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+_READ_BYTES = 1 << 20
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{os.urandom(8).hex()}"
+
+
+def _decode_tail(data: bytes) -> str:
+    start = 0
+    # Drop a UTF-8 sequence cut in half by the tail window.
+    while start < len(data) and start < 3 and data[start] & 0xC0 == 0x80:
+        start += 1
+    return data[start:].decode("utf-8", "replace")
+
+
+def _split_point(data: bytearray, limit: int) -> int:
+    """An index <= limit that does not cut a UTF-8 sequence."""
+    cut = limit
+    while cut > limit - 3 and cut > 0 and data[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return cut
+
+
+class _Turn:
+    """One running command; its thread owns every notification of the turn."""
+
+    def __init__(self, adapter: ShellAdapter, command: str, *, announce_thread: bool) -> None:
+        self.adapter = adapter
+        self.command = command
+        self.announce_thread = announce_thread
+        self.turn_id = _new_id("turn")
+        self.item_id = _new_id("item")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.interrupted_at: float | None = None
+        self.killed = False
+        self.tail = bytearray()
+        self.steering: queue.Queue[bytes | None] = queue.Queue()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name=f"turn-{self.turn_id}", daemon=True)
+
+    # -- called from the stdin thread --------------------------------------------------
+
+    def steer(self, text: str) -> None:
+        self.steering.put(text.encode("utf-8", "replace") + b"\n")
+
+    def interrupt(self) -> None:
+        with self.lock:
+            if self.interrupted_at is not None:
+                return
+            self.interrupted_at = time.monotonic()
+            if self.proc is not None:
+                self._signal_group(signal.SIGTERM)
+
+    # -- turn thread -------------------------------------------------------------------
+
+    def _emit(self, message: protocol.Message) -> None:
+        self.adapter.writer.emit(message)
+
+    def _signal_group(self, sig: int) -> None:
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def _group_alive(self) -> bool:
+        """Whether a live (not zombie) process is left in the command's process group.
+
+        Zombies are skipped: re-parented ones wait for whoever adopts them, which may be slow
+        to reap, and they hold nothing.
+        """
+        assert self.proc is not None
+        group = str(self.proc.pid).encode()
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if fields[2] == group and fields[0] not in (b"Z", b"X"):
+                return True
+        return False
+
+    def _run(self) -> None:
+        thread_id, cwd = self.adapter.thread_id, str(self.adapter.workspace)
+        if self.announce_thread:
+            self._emit(protocol.thread_started(thread_id))
+        self._emit(protocol.turn_started(thread_id, self.turn_id))
+        self._emit(
+            protocol.item_started(
+                thread_id,
+                self.turn_id,
+                protocol.command_execution_item(self.item_id, self.command, cwd, "inProgress"),
+            )
+        )
+        started = time.monotonic()
+        exit_code = self._execute(cwd)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        tail = _decode_tail(bytes(self.tail[-TAIL_BYTES:]))
+        interrupted = self.interrupted_at is not None
+        self._emit(
+            protocol.item_completed(
+                thread_id,
+                self.turn_id,
+                protocol.command_execution_item(
+                    self.item_id,
+                    self.command,
+                    cwd,
+                    "completed" if exit_code == 0 and not interrupted else "failed",
+                    exit_code=exit_code,
+                    aggregated_output=tail,
+                    duration_ms=duration_ms,
+                ),
+            )
+        )
+        if not interrupted:
+            text = tail
+            if exit_code != 0:
+                separator = "" if not tail or tail.endswith("\n") else "\n"
+                text = f"{tail}{separator}(exit status {exit_code})"
+            self._emit(
+                protocol.item_completed(
+                    thread_id, self.turn_id, protocol.agent_message_item(_new_id("msg"), text)
+                )
+            )
+        self.adapter.finish_turn(
+            self,
+            protocol.turn_completed(
+                thread_id, self.turn_id, "interrupted" if interrupted else "completed"
+            ),
+        )
+
+    def _execute(self, cwd: str) -> int:
+        with self.lock:
+            if self.interrupted_at is not None:
+                return 130
+            try:
+                self.proc = subprocess.Popen(
+                    ["/bin/bash", "-c", self.command],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    cwd=cwd,
+                    process_group=0,
+                    bufsize=0,
+                )
+            except OSError as exc:
+                message = f"cannot run /bin/bash: {exc}\n".encode()
+                self._output(bytearray(message), final=True)
+                return 127
+        proc = self.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        feeder = threading.Thread(target=self._feed_stdin, args=(proc.stdin,), daemon=True)
+        feeder.start()
+        try:
+            self._pump(proc)
+        finally:
+            self.steering.put(None)
+            proc.stdout.close()
+        # bash may still run after closing its output; keep honouring an interrupt meanwhile.
+        while (returncode := proc.poll()) is None:
+            self._escalate(time.monotonic())
+            time.sleep(0.02)
+        if self.interrupted_at is not None:
+            self._wait_group_gone()
+        feeder.join(timeout=1.0)
+        return returncode if returncode >= 0 else 128 - returncode
+
+    def _feed_stdin(self, stdin: Any) -> None:
+        while (data := self.steering.get()) is not None:
+            try:
+                stdin.write(data)
+            except OSError:
+                note("steering dropped: the command no longer reads its stdin")
+        with contextlib.suppress(OSError):
+            stdin.close()
+
+    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        pending = bytearray()
+        drain_deadline: float | None = None
+        while True:
+            now = time.monotonic()
+            self._escalate(now)
+            if drain_deadline is None and proc.poll() is not None:
+                drain_deadline = now + PIPE_DRAIN_S
+            if drain_deadline is not None and now >= drain_deadline:
+                break
+            if not poller.poll(50):
+                continue
+            data = os.read(fd, _READ_BYTES)
+            if not data:
+                break
+            pending += data
+            self._output(pending, final=False)
+        self._output(pending, final=True)
+
+    def _escalate(self, now: float) -> None:
+        interrupted_at = self.interrupted_at
+        if interrupted_at is not None and not self.killed and now - interrupted_at >= KILL_GRACE_S:
+            self.killed = True
+            self._signal_group(signal.SIGKILL)
+
+    def _wait_group_gone(self) -> None:
+        # Reported as interrupted only once nothing of the command's group is left.
+        deadline = time.monotonic() + KILL_GRACE_S + 5.0
+        while self._group_alive() and time.monotonic() < deadline:
+            self._escalate(time.monotonic())
+            time.sleep(0.01)
+
+    def _output(self, pending: bytearray, *, final: bool) -> None:
+        """Emit every complete line of `pending` (all of it when `final`) and keep the rest."""
+        cut = pending.rfind(b"\n") + 1
+        if final:
+            cut = len(pending)
+        elif cut == 0 and len(pending) > MAX_LINE_BYTES:
+            cut = _split_point(pending, MAX_LINE_BYTES)
+        if cut == 0:
+            return
+        chunk = bytes(pending[:cut])
+        del pending[:cut]
+        self.tail += chunk[-TAIL_BYTES:]
+        if len(self.tail) > 2 * TAIL_BYTES:
+            del self.tail[:-TAIL_BYTES]
+        # Only "\n" ends a line here (str.splitlines would also split on \r, \x0c, …).
+        lines = chunk.decode("utf-8", "replace").split("\n")
+        last = lines.pop()
+        deltas = [line + "\n" for line in lines]
+        if last:
+            deltas.append(last)
+        self.adapter.writer.emit_bytes(
+            protocol.output_delta_lines(self.adapter.thread_id, self.turn_id, self.item_id, deltas)
+        )
+
+
+class ShellAdapter:
+    """Runs each user turn as a shell command; see the module docstring."""
+
+    def __init__(self, writer: NdjsonWriter, workspace: Path) -> None:
+        self.writer = writer
+        self.workspace = workspace
+        self.thread_id = _new_id("thread")
+        self._lock = threading.Lock()
+        self._turn: _Turn | None = None
+        self._turns = 0
+
+    def on_user(self, text: str, line: dict[str, Any] | None) -> None:
+        with self._lock:
+            if self._turn is not None:
+                self._turn.steer(text)
+                return
+            self._turn = _Turn(self, text, announce_thread=self._turns == 0)
+            self._turns += 1
+            self._turn.thread.start()
+
+    def on_interrupt(self, reason: str | None) -> None:
+        with self._lock:
+            turn = self._turn
+        if turn is None:
+            note("interrupt ignored: no turn is running")
+            return
+        turn.interrupt()
+
+    def finish_turn(self, turn: _Turn, completed: protocol.Message) -> None:
+        # Emitted under the lock so a user line arriving now starts the next turn strictly
+        # after this turn's last notification.
+        with self._lock:
+            self.writer.emit(completed)
+            if self._turn is turn:
+                self._turn = None
+
+    def close(self) -> None:
+        # Nobody can steer any more: close the command's stdin and let the turn finish, so
+        # `printf 'cmd\n' | python -m chiron.harness` runs cmd. Inside a sandbox stdin only
+        # ends when the supervisor died, and then the kernel ends the sandbox anyway.
+        with self._lock:
+            turn = self._turn
+        if turn is not None:
+            turn.steering.put(None)
+            turn.thread.join()

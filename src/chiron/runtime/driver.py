@@ -1,0 +1,437 @@
+"""Drives one execution from its claim to its terminal event (DESIGN.md §5).
+
+Fresh runs: claim → sandbox ready → record the output offset → write input (once, by token)
+→ pump stdout until the turn ends. Adopted runs (after a restart or a lost lease) continue from
+the stored offset: the recorded output since the start is re-read to rebuild what the turn
+said so far, lines already stored are skipped, and input is written only if the sandbox never
+received it. A terminal event is written at most once, under the output lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from chiron.runtime.errors import LeaseLost
+from chiron.runtime.event_log import EventLog, LogTransaction
+from chiron.runtime.sandbox_allocator import SandboxAllocator
+from chiron.runtime.stdout_pump import PumpContext, StdoutPump
+from chiron.runtime.tasks import TaskSet
+from chiron.runtime.terminal import TurnOutcome, TurnTracker
+from chiron.sandbox.backend import SandboxBackend, SandboxError, SandboxLost, SandboxState
+from chiron.settings import Settings
+from chiron.store import execution_queries, message_queries, sandbox_queries, session_queries
+from chiron.store.records import ExecutionRecord, SessionRecord
+from chiron.store.types import utcnow
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_EVENT = {
+    "completed": "session.execution_completed",
+    "failed": "session.execution_failed",
+    "cancelled": "session.execution_cancelled",
+}
+
+
+@dataclass
+class _Finished:
+    """The outcome was already committed together with the terminal output line."""
+
+
+class ExecutionDriver:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        event_log: EventLog,
+        allocator: SandboxAllocator,
+        backend: SandboxBackend,
+        pump: StdoutPump,
+        tasks: TaskSet,
+        owner: str,
+    ) -> None:
+        self._settings = settings
+        self._log = event_log
+        self._allocator = allocator
+        self._backend = backend
+        self._pump = pump
+        self._tasks = tasks
+        self.owner = owner
+
+    # -- entry points ---------------------------------------------------------------------
+
+    def kick(self, execution_id: str, *, replayed: bool = False) -> None:
+        """Try to claim and drive a queued execution in the background."""
+        name = f"exec:{execution_id}"
+        if name not in self._tasks:
+            self._tasks.spawn(name, self._drive_queued(execution_id, replayed=replayed))
+
+    def adopt(self, execution: ExecutionRecord) -> None:
+        """Continue a running execution whose lease this process just took over."""
+        name = f"exec:{execution.execution_id}"
+        if name not in self._tasks:
+            self._tasks.spawn(name, self._drive_adopted(execution))
+
+    def is_driving(self, execution_id: str) -> bool:
+        return f"exec:{execution_id}" in self._tasks
+
+    async def drain(self, timeout: float) -> None:
+        await self._tasks.wait(timeout, prefix="exec:")
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def _drive_queued(self, execution_id: str, *, replayed: bool) -> None:
+        async with self._log.write() as tx:
+            claimed = await execution_queries.claim(
+                tx.conn,
+                execution_id,
+                owner=self.owner,
+                lease_seconds=self._settings.lease_seconds,
+            )
+            if not claimed:
+                return
+            execution = await execution_queries.get_execution(tx.conn, execution_id)
+            assert execution is not None
+            await session_queries.update_session(
+                tx.conn, execution.thread_key, status="executing", last_active_at=utcnow()
+            )
+            if replayed:
+                await tx.append(
+                    execution.thread_key,
+                    "session.execution_adopted",
+                    execution_id,
+                    mode="queued_request",
+                )
+            await tx.append(
+                execution.thread_key,
+                "session.execution_started",
+                execution_id,
+                idle_timeout_ms=self._idle_timeout_ms(execution),
+                max_duration_ms=self._max_duration_ms(execution),
+            )
+        await self._supervise(execution, adopted=False)
+
+    async def _drive_adopted(self, execution: ExecutionRecord) -> None:
+        mode = "live_attach"
+        if execution.sandbox_id is None or (
+            await self._backend.status(execution.sandbox_id) is not SandboxState.RUNNING
+        ):
+            mode = "recorded_output"
+        async with self._log.write() as tx:
+            await self._require_lease(tx, execution.execution_id)
+            await tx.append(
+                execution.thread_key, "session.execution_adopted", execution.execution_id, mode=mode
+            )
+        await self._supervise(execution, adopted=True)
+
+    async def _supervise(self, execution: ExecutionRecord, *, adopted: bool) -> None:
+        tracker = TurnTracker()
+        started_at = execution.started_at or utcnow()
+        deadline = started_at + timedelta(milliseconds=self._max_duration_ms(execution))
+        remaining = max(0.0, (deadline - utcnow()).total_seconds())
+        turn = asyncio.ensure_future(self._turn(execution, tracker, adopted=adopted))
+        heartbeat = asyncio.ensure_future(self._heartbeat(execution.execution_id))
+        outcome: TurnOutcome | _Finished | None = None
+        self._log.metrics.executions_driving.inc()
+        try:
+            done, _ = await asyncio.wait(
+                {turn, heartbeat}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            if turn in done:
+                outcome = turn.result()
+            elif heartbeat in done:
+                return  # lease lost: another process drives this execution now
+            else:
+                turn.cancel()
+                await self._interrupt_quietly(execution, "max_duration_exceeded")
+                outcome = TurnOutcome(
+                    status="failed",
+                    error=(
+                        f"execution exceeded its maximum duration of "
+                        f"{self._max_duration_ms(execution)} ms"
+                    ),
+                    reason="max_duration_exceeded",
+                )
+        except LeaseLost:
+            return
+        except SandboxLost as error:
+            outcome = TurnOutcome(
+                status="failed", error=f"sandbox lost: {error}", reason="sandbox_lost"
+            )
+        except SandboxError as error:
+            outcome = TurnOutcome(status="failed", error=str(error), reason="sandbox_error")
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release_lease(execution.execution_id))
+            raise
+        except Exception:
+            logger.exception("execution crashed", extra={"execution_id": execution.execution_id})
+            outcome = TurnOutcome(status="failed", error="internal error", reason="internal_error")
+        finally:
+            self._log.metrics.executions_driving.dec()
+            for task in (turn, heartbeat):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(turn, heartbeat, return_exceptions=True)
+        if isinstance(outcome, TurnOutcome):
+            try:
+                async with self._log.write() as tx:
+                    await self._finish(tx, execution, outcome, tracker)
+            except LeaseLost:
+                return
+
+    async def _turn(
+        self, execution: ExecutionRecord, tracker: TurnTracker, *, adopted: bool
+    ) -> TurnOutcome | _Finished:
+        execution_id = execution.execution_id
+        session = await self._session(execution.thread_key)
+        input_lines: list[str] = list(execution.request.get("input_lines") or [])
+        if execution.output_offset is None or execution.sandbox_id is None:
+            sandbox_id = await self._prepare_sandbox(session, execution)
+            if not input_lines:
+                return TurnOutcome(status="completed", completion_reason="allocation_only")
+            start = await self._backend.output_end(sandbox_id)
+            async with self._log.write() as tx:
+                await self._require_lease(
+                    tx,
+                    execution_id,
+                    sandbox_id=sandbox_id,
+                    output_start_offset=start,
+                    output_offset=start,
+                    input_token=execution_id,
+                )
+            stored = start
+            await self._deliver_input(session, execution, sandbox_id, input_lines)
+        else:
+            sandbox_id = execution.sandbox_id
+            start = execution.output_start_offset or 0
+            stored = execution.output_offset
+            if input_lines and not await self._delivered(sandbox_id, execution_id):
+                await self._deliver_input(session, execution, sandbox_id, input_lines)
+        ctx = PumpContext(
+            thread_key=execution.thread_key,
+            execution_id=execution_id,
+            owner=self.owner,
+            lease_seconds=self._settings.lease_seconds,
+            started_at=execution.started_at or utcnow(),
+            first_output_seen=execution.first_output_at is not None,
+            stored_offset=stored,
+        )
+
+        async def finisher(tx: LogTransaction, outcome: TurnOutcome) -> None:
+            await self._finish(tx, execution, outcome, tracker)
+
+        lines = self._backend.open_output(
+            sandbox_id, start, line_cap=self._settings.output_line_cap_bytes
+        )
+        outcome = await self._pump.run(ctx, lines, tracker, finisher)
+        if outcome is None:
+            raise SandboxLost("the harness exited before its turn ended")
+        return _Finished()
+
+    async def _prepare_sandbox(self, session: SessionRecord, execution: ExecutionRecord) -> str:
+        ready = await self._allocator.ensure(session)
+        self._log.metrics.sandboxes_ready.labels(ready.source).inc()
+        async with self._log.write() as tx:
+            await self._require_lease(tx, execution.execution_id, sandbox_id=ready.sandbox_id)
+            thread_key, execution_id = execution.thread_key, execution.execution_id
+            if ready.replaced is not None:
+                await tx.append(
+                    thread_key,
+                    "session.sandbox_replaced",
+                    execution_id,
+                    old_sandbox_id=ready.replaced,
+                    sandbox_id=ready.sandbox_id,
+                )
+            if ready.source == "resumed":
+                await tx.append(
+                    thread_key, "session.sandbox_resumed", execution_id, sandbox_id=ready.sandbox_id
+                )
+            await tx.append(
+                thread_key,
+                "session.sandbox_ready",
+                execution_id,
+                sandbox_id=ready.sandbox_id,
+                source=ready.source,
+                duration_ms=ready.duration_ms,
+                isolation=self._allocator.isolation,
+            )
+        return ready.sandbox_id
+
+    async def _deliver_input(
+        self,
+        session: SessionRecord,
+        execution: ExecutionRecord,
+        sandbox_id: str,
+        input_lines: list[str],
+    ) -> None:
+        lines = [with_context(line, session, execution.execution_id) for line in input_lines]
+        await self._backend.write_input(sandbox_id, lines, token=execution.execution_id)
+        async with self._log.write() as tx:
+            await self._require_lease(tx, execution.execution_id)
+            await tx.append(
+                execution.thread_key,
+                "session.input_flushed",
+                execution.execution_id,
+                line_count=len(lines),
+            )
+
+    async def _delivered(self, sandbox_id: str, token: str) -> bool:
+        try:
+            return await self._backend.input_delivered(sandbox_id, token)
+        except SandboxError:
+            # The sandbox is gone; its recorded output may still hold the end of the turn.
+            return True
+
+    async def _finish(
+        self,
+        tx: LogTransaction,
+        execution: ExecutionRecord,
+        outcome: TurnOutcome,
+        tracker: TurnTracker,
+    ) -> None:
+        redact = self._log.redactor.redact
+        outcome = dataclasses.replace(
+            outcome,
+            result_text=None if outcome.result_text is None else redact(outcome.result_text),
+            error=None if outcome.error is None else redact(outcome.error),
+        )
+        finished = await execution_queries.finish(
+            tx.conn,
+            execution.execution_id,
+            status=outcome.status,
+            owner=self.owner,
+            error=outcome.error,
+            reason=outcome.reason,
+            completion_reason=outcome.completion_reason,
+            result_text=outcome.result_text,
+        )
+        if not finished:
+            raise LeaseLost(execution.execution_id)
+        self._log.metrics.executions_finished.labels(outcome.status).inc()
+        fields: dict[str, Any] = {}
+        if outcome.status == "completed":
+            fields = {"completion_reason": outcome.completion_reason}
+            if outcome.result_text is not None:
+                fields["result_text"] = outcome.result_text
+        elif outcome.status == "failed":
+            fields = {"error": outcome.error, "reason": outcome.reason}
+        else:
+            fields = {"reason": outcome.reason}
+        await tx.append(
+            execution.thread_key, TERMINAL_EVENT[outcome.status], execution.execution_id, **fields
+        )
+        session_values: dict[str, Any] = {
+            "status": "failed" if outcome.status == "failed" else "idle",
+            "last_active_at": utcnow(),
+        }
+        if tracker.harness_thread_id is not None:
+            session_values["harness_thread_id"] = tracker.harness_thread_id
+        await session_queries.update_session(tx.conn, execution.thread_key, **session_values)
+        if outcome.result_text:
+            await message_queries.append_message(
+                tx.conn,
+                execution.thread_key,
+                client_message_id=f"result:{execution.execution_id}",
+                role="assistant",
+                parts=[{"type": "text", "text": outcome.result_text}],
+                metadata={"execution_id": execution.execution_id},
+            )
+        session = await session_queries.get_session(tx.conn, execution.thread_key)
+        if session is not None and session.sandbox_id is not None:
+            await sandbox_queries.update_sandbox(
+                tx.conn,
+                session.sandbox_id,
+                **sandbox_queries.touch_values(
+                    utcnow() + timedelta(milliseconds=self._idle_timeout_ms(execution))
+                ),
+            )
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _heartbeat(self, execution_id: str) -> None:
+        """Renews the lease; returns only when the lease is no longer ours."""
+        while True:
+            await asyncio.sleep(self._settings.lease_renew_seconds)
+            async with self._log.write() as tx:
+                if not await execution_queries.renew_lease(
+                    tx.conn,
+                    execution_id,
+                    owner=self.owner,
+                    lease_seconds=self._settings.lease_seconds,
+                ):
+                    return
+
+    async def _require_lease(self, tx: LogTransaction, execution_id: str, **values: Any) -> None:
+        if not await execution_queries.renew_lease(
+            tx.conn,
+            execution_id,
+            owner=self.owner,
+            lease_seconds=self._settings.lease_seconds,
+            **values,
+        ):
+            raise LeaseLost(execution_id)
+
+    async def _release_lease(self, execution_id: str) -> None:
+        try:
+            async with self._log.write() as tx:
+                await execution_queries.release_lease(tx.conn, execution_id, owner=self.owner)
+        except Exception:
+            logger.warning("could not release lease", extra={"execution_id": execution_id})
+
+    async def _interrupt_quietly(self, execution: ExecutionRecord, reason: str) -> None:
+        current = await self._execution(execution.execution_id)
+        if current.sandbox_id is None:
+            return
+        line = json.dumps({"type": "interrupt", "reason": reason})
+        with contextlib.suppress(SandboxError):
+            await self._backend.write_input(
+                current.sandbox_id, [line], token=f"{execution.execution_id}:{reason}"
+            )
+
+    async def _session(self, thread_key: str) -> SessionRecord:
+        async with self._log.store.read() as conn:
+            session = await session_queries.get_session(conn, thread_key)
+        if session is None:
+            raise SandboxError(f"session {thread_key} disappeared")
+        return session
+
+    async def _execution(self, execution_id: str) -> ExecutionRecord:
+        async with self._log.store.read() as conn:
+            execution = await execution_queries.get_execution(conn, execution_id)
+        assert execution is not None
+        return execution
+
+    def _max_duration_ms(self, execution: ExecutionRecord) -> int:
+        return int(execution.request.get("max_duration_ms") or self._settings.max_duration_ms)
+
+    def _idle_timeout_ms(self, execution: ExecutionRecord) -> int:
+        return int(execution.request.get("idle_timeout_ms") or self._settings.idle_pause_ms)
+
+
+def with_context(line: str, session: SessionRecord, execution_id: str) -> str:
+    """Add `thread_key`, `trace_id` and `session_context` to object lines that lack them."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(message, dict):
+        return line
+    message.setdefault("thread_key", session.thread_key)
+    message.setdefault("trace_id", execution_id)
+    message.setdefault(
+        "session_context",
+        {
+            "thread_key": session.thread_key,
+            "harness_type": session.harness_type,
+            "persona_id": session.persona_id,
+            "metadata": session.metadata,
+            "execution_id": execution_id,
+        },
+    )
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,75 @@
+"""Appending to a session's event log: redaction, the write transaction, and wake-ups.
+
+Every event goes through `EventLog.write()`, so no payload reaches the table unredacted and no
+reader is woken before the rows it will look for are committed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chiron.redaction import Redactor
+from chiron.runtime.metrics import Metrics
+from chiron.runtime.recent_events import RecentEvents
+from chiron.store.engine import Store
+from chiron.store.event_queries import append_events
+from chiron.store.notifier import EventNotifier
+from chiron.store.records import EventRecord, NewEvent
+
+OUTPUT_LINE = "session.output.line"
+
+
+class LogTransaction:
+    """A write transaction that may append events; readers are woken after it commits."""
+
+    def __init__(self, conn: AsyncConnection, redactor: Redactor, origin: str) -> None:
+        self.conn = conn
+        self._redactor = redactor
+        self._origin = origin
+        self.appended: dict[str, list[EventRecord]] = {}
+
+    async def append(
+        self, thread_key: str, event_type: str, execution_id: str | None = None, **fields: Any
+    ) -> EventRecord:
+        payload: dict[str, Any] = {"thread_key": thread_key}
+        if execution_id is not None:
+            payload["execution_id"] = execution_id
+        payload.update(fields)
+        text = self._redactor.redact(json.dumps(payload, separators=(",", ":"), default=str))
+        (record,) = await self.append_raw(thread_key, [NewEvent(event_type, text, execution_id)])
+        return record
+
+    async def append_raw(
+        self, thread_key: str, new_events: Sequence[NewEvent]
+    ) -> list[EventRecord]:
+        """Append pre-built events; their payloads must already be redacted."""
+        records = await append_events(self.conn, thread_key, new_events, origin=self._origin)
+        self.appended.setdefault(thread_key, []).extend(records)
+        return records
+
+
+class EventLog:
+    def __init__(
+        self, store: Store, notifier: EventNotifier, redactor: Redactor, metrics: Metrics
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.redactor = redactor
+        self.metrics = metrics
+        self.recent = RecentEvents()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[LogTransaction]:
+        async with self.store.write() as conn:
+            tx = LogTransaction(conn, self.redactor, self.notifier.origin)
+            yield tx
+        # Committed: publish before any await so buffers receive batches in commit order.
+        for thread_key, records in tx.appended.items():
+            self.recent.add(thread_key, records)
+            self.metrics.events_appended.inc(len(records))
+            self.notifier.notify(thread_key)

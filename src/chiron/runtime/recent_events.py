@@ -1,0 +1,88 @@
+"""Recently committed events per session, kept in memory so live tails skip the database.
+
+Ten clients following one busy turn would otherwise each read every row back from the table.
+Only committed events are added, in id order; a session's buffer holds one contiguous run of
+ids, and any request the buffer cannot answer exactly (older than it, or a gap because another
+process wrote) falls back to the database, which stays the source of truth.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from chiron.store.records import EventRecord
+
+
+# Rough per-event cost beyond the payload (record object, ids, timestamps).
+_SIZE_OVERHEAD = 200
+
+
+class _SessionBuffer:
+    __slots__ = ("bytes", "events")
+
+    def __init__(self) -> None:
+        self.events: list[EventRecord] = []
+        self.bytes = 0
+
+
+class RecentEvents:
+    def __init__(
+        self,
+        *,
+        max_total_bytes: int = 256 * 1024 * 1024,
+        max_bytes_per_session: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._buffers: OrderedDict[str, _SessionBuffer] = OrderedDict()
+        self._max_total_bytes = max_total_bytes
+        self._max_bytes = max_bytes_per_session
+        self._total_bytes = 0
+
+    def add(self, thread_key: str, records: Sequence[EventRecord]) -> None:
+        if not records:
+            return
+        buffer = self._buffers.get(thread_key)
+        if buffer is None:
+            buffer = self._buffers[thread_key] = _SessionBuffer()
+        else:
+            self._buffers.move_to_end(thread_key)
+        events = buffer.events
+        if events and events[-1].event_id + 1 != records[0].event_id:
+            self._drop_front(buffer, len(events))
+        added = sum(_SIZE_OVERHEAD + len(r.payload) for r in records)
+        events.extend(records)
+        buffer.bytes += added
+        self._total_bytes += added
+        if buffer.bytes > self._max_bytes:
+            self._drop_front(buffer, len(events) // 2)
+        while self._total_bytes > self._max_total_bytes and len(self._buffers) > 1:
+            _, oldest = self._buffers.popitem(last=False)
+            self._total_bytes -= oldest.bytes
+
+    def _drop_front(self, buffer: _SessionBuffer, count: int) -> None:
+        dropped = sum(_SIZE_OVERHEAD + len(r.payload) for r in buffer.events[:count])
+        del buffer.events[:count]
+        buffer.bytes -= dropped
+        self._total_bytes -= dropped
+
+    def after(
+        self, thread_key: str, cursor: int, *, execution_id: str | None, limit: int
+    ) -> tuple[list[EventRecord], int] | None:
+        """Events after `cursor` and the id scanned up to, or None to ask the database.
+
+        An empty list means this process wrote nothing newer than `cursor`; whether another
+        process did is for the caller to judge.
+        """
+        buffer = self._buffers.get(thread_key)
+        if buffer is None or not buffer.events:
+            return None
+        events = buffer.events
+        first = events[0].event_id
+        if cursor + 1 < first or cursor > events[-1].event_id:
+            return None
+        if cursor == events[-1].event_id:
+            return [], cursor
+        window = events[cursor + 1 - first : cursor + 1 - first + limit]
+        if execution_id is None:
+            return window, window[-1].event_id
+        return [e for e in window if e.execution_id == execution_id], window[-1].event_id

@@ -1,0 +1,147 @@
+"""Gives a session a running sandbox: reuse, resume or create, and records what it did.
+
+The sandbox row in the store is written before the backend is asked to start anything, so a
+crash in between leaves a row the orphan sweep can reconcile with what the backend reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from chiron.runtime.event_log import EventLog
+from chiron.sandbox.backend import (
+    ResourceLimits,
+    SandboxBackend,
+    SandboxError,
+    SandboxSpec,
+    SandboxState,
+)
+from chiron.settings import Settings
+from chiron.store import sandbox_queries, session_queries
+from chiron.store.records import SessionRecord, new_id
+from chiron.store.types import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadySandbox:
+    sandbox_id: str
+    source: str  # reused | resumed | cold_create
+    duration_ms: int
+    replaced: str | None = None
+
+
+class SandboxAllocator:
+    def __init__(
+        self,
+        settings: Settings,
+        event_log: EventLog,
+        backend: SandboxBackend,
+        *,
+        isolation: str,
+    ) -> None:
+        self._settings = settings
+        self._log = event_log
+        self._backend = backend
+        self.isolation = isolation
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, thread_key: str) -> asyncio.Lock:
+        return self._locks.setdefault(thread_key, asyncio.Lock())
+
+    async def ensure(self, session: SessionRecord) -> ReadySandbox:
+        started = time.monotonic()
+        async with self.lock(session.thread_key):
+            replaced: str | None = None
+            if session.sandbox_id is not None:
+                state = await self._backend.status(session.sandbox_id)
+                if state is SandboxState.RUNNING:
+                    return self._ready(session.sandbox_id, "reused", started)
+                if state is SandboxState.SUSPENDED:
+                    await self._backend.resume(session.sandbox_id)
+                    await self._set_state(session.sandbox_id, "running")
+                    return self._ready(session.sandbox_id, "resumed", started)
+                replaced = session.sandbox_id
+                await self.discard(session.sandbox_id)
+            sandbox_id = await self._create(session)
+            ready = self._ready(sandbox_id, "cold_create", started)
+            return ReadySandbox(ready.sandbox_id, ready.source, ready.duration_ms, replaced)
+
+    async def _create(self, session: SessionRecord) -> str:
+        sandbox_id = new_id("sbx")
+        async with self._log.write() as tx:
+            await sandbox_queries.insert_sandbox(
+                tx.conn,
+                sandbox_id=sandbox_id,
+                thread_key=session.thread_key,
+                backend=self._settings.sandbox_backend,
+                harness_type=session.harness_type,
+            )
+        spec = SandboxSpec(
+            sandbox_id=sandbox_id,
+            harness=session.harness_type,
+            limits=ResourceLimits(
+                memory_bytes=self._settings.sandbox_memory_bytes,
+                cpu_seconds=self._settings.sandbox_cpu_seconds,
+                max_processes=self._settings.sandbox_max_processes,
+                file_bytes=self._settings.sandbox_file_bytes,
+            ),
+            env={"CHIRON_THREAD_KEY": session.thread_key},
+            labels={"thread_key": session.thread_key, "harness": session.harness_type},
+            principal_id=session.principal_id,
+        )
+        try:
+            await self._backend.create(spec)
+        except BaseException:
+            await self._set_state(sandbox_id, "gone")
+            raise
+        async with self._log.write() as tx:
+            await sandbox_queries.update_sandbox(tx.conn, sandbox_id, state="running")
+            await session_queries.update_session(tx.conn, session.thread_key, sandbox_id=sandbox_id)
+        return sandbox_id
+
+    async def discard(self, sandbox_id: str) -> None:
+        """Stop a sandbox (idempotent) and mark its row stopped."""
+        try:
+            await self._backend.stop(sandbox_id)
+        except SandboxError:
+            logger.warning("stopping sandbox failed", extra={"sandbox_id": sandbox_id})
+        await self._set_state(sandbox_id, "stopped")
+
+    async def pause(self, sandbox_id: str) -> bool:
+        if await self._backend.status(sandbox_id) is not SandboxState.RUNNING:
+            return False
+        await self._backend.pause(sandbox_id)
+        await self._set_state(sandbox_id, "suspended")
+        return True
+
+    async def resume(self, sandbox_id: str) -> bool:
+        if await self._backend.status(sandbox_id) is not SandboxState.SUSPENDED:
+            return False
+        await self._backend.resume(sandbox_id)
+        await self._set_state(sandbox_id, "running")
+        return True
+
+    async def schedule_idle_pause(self, sandbox_id: str, idle_timeout_ms: int) -> None:
+        async with self._log.write() as tx:
+            await sandbox_queries.update_sandbox(
+                tx.conn,
+                sandbox_id,
+                **sandbox_queries.touch_values(utcnow() + timedelta(milliseconds=idle_timeout_ms)),
+            )
+
+    async def _set_state(self, sandbox_id: str, state: str) -> None:
+        async with self._log.write() as tx:
+            values = {"state": state}
+            if state != "running":
+                values["idle_pause_at"] = None  # type: ignore[assignment]
+            await sandbox_queries.update_sandbox(tx.conn, sandbox_id, **values)
+
+    @staticmethod
+    def _ready(sandbox_id: str, source: str, started: float) -> ReadySandbox:
+        return ReadySandbox(sandbox_id, source, int((time.monotonic() - started) * 1000))

@@ -1,0 +1,173 @@
+"""Moves a sandbox's recorded stdout into the event log, exactly once, in order.
+
+A reader task fills a queue from the sandbox's output log; the pump takes whatever is queued
+(one line when output trickles, up to a batch when it floods) and appends it in one
+transaction that also advances the execution's stored output offset and renews its lease.
+The offset and the events commit together, so whoever resumes the execution later — this
+process or another after a crash — continues exactly after the last stored line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from chiron.redaction import Redactor
+from chiron.runtime.errors import LeaseLost
+from chiron.runtime.event_log import OUTPUT_LINE, EventLog, LogTransaction
+from chiron.runtime.terminal import TurnOutcome, TurnTracker
+from chiron.sandbox.backend import OutputLine
+from chiron.store import execution_queries
+from chiron.store.records import NewEvent
+from chiron.store.types import utcnow
+
+BATCH_LINES = 2000
+_QUEUE_LINES = 8000
+_EOF = object()
+
+
+@dataclass
+class PumpContext:
+    thread_key: str
+    execution_id: str
+    owner: str
+    lease_seconds: float
+    started_at: datetime
+    first_output_seen: bool
+    # Lines ending at or before this offset are already stored: observe them, store nothing.
+    stored_offset: int
+
+
+Finisher = Callable[[LogTransaction, TurnOutcome], Awaitable[None]]
+
+
+class StdoutPump:
+    def __init__(self, event_log: EventLog, redactor: Redactor) -> None:
+        self._log = event_log
+        self._redactor = redactor
+
+    async def run(
+        self,
+        ctx: PumpContext,
+        lines: AsyncIterator[OutputLine],
+        tracker: TurnTracker,
+        finisher: Finisher,
+    ) -> TurnOutcome | None:
+        """Pump until a terminal line, finishing the execution in the transaction storing it.
+
+        Returns None when the output ended (orderly EOF) without a terminal line; raises
+        SandboxLost if the sandbox vanished and LeaseLost if another process took over.
+        """
+        queue: asyncio.Queue[object] = asyncio.Queue(maxsize=_QUEUE_LINES)
+        reader = asyncio.create_task(_fill(lines, queue), name=f"pump-reader:{ctx.execution_id}")
+        try:
+            while True:
+                batch, ended = await _take_batch(queue)
+                outcome: TurnOutcome | None = None
+                for index, line in enumerate(batch):
+                    outcome = tracker.observe(line.data)
+                    if outcome is not None:
+                        batch = batch[: index + 1]
+                        break
+                fresh = [line for line in batch if line.end_offset > ctx.stored_offset]
+                if fresh or outcome is not None:
+                    await self._store(ctx, fresh, outcome, finisher)
+                if outcome is not None:
+                    return outcome
+                if ended:
+                    error = reader.exception() if reader.done() else None
+                    if error is not None:
+                        raise error
+                    return None
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _store(
+        self,
+        ctx: PumpContext,
+        batch: list[OutputLine],
+        outcome: TurnOutcome | None,
+        finisher: Finisher,
+    ) -> None:
+        new_events: list[NewEvent] = []
+        truncations: list[tuple[int, OutputLine]] = []
+        if batch and not ctx.first_output_seen:
+            latency_ms = int((utcnow() - ctx.started_at).total_seconds() * 1000)
+            new_events.append(
+                NewEvent(
+                    "session.first_token",
+                    _json_payload(ctx, latency_ms=latency_ms),
+                    ctx.execution_id,
+                )
+            )
+        for line in batch:
+            text = self._redactor.redact(line.data.decode("utf-8", errors="replace"))
+            new_events.append(NewEvent(OUTPUT_LINE, text, ctx.execution_id))
+            if line.original_bytes is not None:
+                truncations.append((len(new_events) - 1, line))
+        async with self._log.write() as tx:
+            extra: dict[str, object] = {}
+            if batch:
+                extra["output_offset"] = batch[-1].end_offset
+                if not ctx.first_output_seen:
+                    extra["first_output_at"] = utcnow()
+            if not await execution_queries.renew_lease(
+                tx.conn,
+                ctx.execution_id,
+                owner=ctx.owner,
+                lease_seconds=ctx.lease_seconds,
+                **extra,
+            ):
+                raise LeaseLost(ctx.execution_id)
+            stored = await tx.append_raw(ctx.thread_key, new_events)
+            for index, line in truncations:
+                await tx.append(
+                    ctx.thread_key,
+                    "session.output.truncated",
+                    ctx.execution_id,
+                    original_bytes=line.original_bytes,
+                    kept_bytes=len(line.data),
+                    line_event_id=stored[index].event_id,
+                )
+            if outcome is not None:
+                await finisher(tx, outcome)
+        if batch:
+            ctx.first_output_seen = True
+            ctx.stored_offset = batch[-1].end_offset
+
+
+async def _fill(lines: AsyncIterator[OutputLine], queue: asyncio.Queue[object]) -> None:
+    try:
+        async for line in lines:
+            await queue.put(line)
+    finally:
+        await queue.put(_EOF)
+
+
+async def _take_batch(queue: asyncio.Queue[object]) -> tuple[list[OutputLine], bool]:
+    item = await queue.get()
+    if item is _EOF:
+        return [], True
+    batch = [item]
+    while len(batch) < BATCH_LINES:
+        try:
+            item = queue.get_nowait()
+        except asyncio.QueueEmpty:
+            break
+        if item is _EOF:
+            return batch, True  # type: ignore[return-value]
+        batch.append(item)
+    return batch, False  # type: ignore[return-value]
+
+
+def _json_payload(ctx: PumpContext, **fields: object) -> str:
+    return json.dumps(
+        {"thread_key": ctx.thread_key, "execution_id": ctx.execution_id, **fields},
+        separators=(",", ":"),
+    )

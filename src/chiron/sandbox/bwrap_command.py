@@ -1,0 +1,156 @@
+"""The harness command line and environment for one sandbox (bubblewrap or no isolation).
+
+Owns what a sandbox can see: mounts, namespaces, identity, environment. Nothing here starts a
+process; the supervisor runs the argv this module builds.
+
+Run as root, bwrap uses no user namespace (with one, the sandbox would be real root on the host)
+and `setpriv` turns every process inside into an unprivileged host uid with no capabilities.
+Run as anyone else, bwrap maps the caller into a fresh user namespace.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+WORKSPACE = "/workspace"
+HOME = "/home/agent"
+PACKAGE_ROOT = "/opt/chiron"
+INFO_FD = 3
+READY_FD = 4
+READY_FD_VARIABLE = "CHIRON_HARNESS_READY_FD"
+PATH = "/usr/local/bin:/usr/bin:/bin"
+
+# Only what common tools need from /etc; everything else there (shadow, ssh keys, the host's
+# passwd) stays invisible. passwd, group, hosts and hostname are synthetic per sandbox.
+ETC_BINDS = (
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+)
+SYNTHETIC_ETC = ("passwd", "group", "hosts", "hostname")
+_ROOT_LINKS = ("/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin")
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Where one sandbox's pieces live on the host."""
+
+    workspace: Path
+    home: Path
+    etc: Path
+    package_dir: Path
+
+
+# Same as `python -s -S -m chiron.harness`, minus `runpy` and the importlib machinery it
+# loads: ~4 ms on the cold-start path.
+HARNESS_BOOT = "import sys; from chiron.harness.__main__ import main; sys.exit(main(sys.argv[1:]))"
+
+
+def harness_argv(python: str, harness: str) -> list[str]:
+    return [python, "-s", "-S", "-c", HARNESS_BOOT, "--adapter", harness]
+
+
+def bwrap_argv(
+    *,
+    bwrap: str,
+    setpriv: str | None,
+    uid: int | None,
+    paths: HostPaths,
+    python: str,
+    harness: str,
+    command: list[str] | None = None,
+) -> list[str]:
+    """The full command line; `setpriv` and `uid` are given when the server runs as root.
+
+    `command` replaces the harness (for a start-up self-check).
+    """
+    argv = [bwrap]
+    if uid is not None:
+        argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
+        argv += ["--unshare-cgroup-try"]
+    else:
+        # --disable-userns: a nested user namespace could hide processes from pause.
+        argv += ["--unshare-all", "--unshare-user", "--disable-userns"]
+    argv += ["--die-with-parent", "--new-session", "--hostname", "chiron"]
+    argv += ["--info-fd", str(INFO_FD)]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for link in _ROOT_LINKS:
+        if os.path.islink(link):
+            argv += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            argv += ["--ro-bind", link, link]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm"]
+    # Run as root, bwrap makes implicit parents of mount points 0700: the sandbox's uid could
+    # not even reach /etc. Create them readable first.
+    for directory in ("/etc", "/home", "/opt", PACKAGE_ROOT):
+        argv += ["--perms", "0755", "--dir", directory]
+    for path in ETC_BINDS:
+        argv += ["--ro-bind-try", path, path]
+    if os.path.isdir("/etc/ssl/private"):
+        # Private keys next to the certificates: mask them even though the mode should suffice.
+        argv += ["--tmpfs", "/etc/ssl/private"]
+    for name in SYNTHETIC_ETC:
+        argv += ["--ro-bind", str(paths.etc / name), f"/etc/{name}"]
+    argv += ["--bind", str(paths.workspace), WORKSPACE, "--bind", str(paths.home), HOME]
+    argv += ["--ro-bind", str(paths.package_dir), f"{PACKAGE_ROOT}/chiron"]
+    argv += ["--chdir", WORKSPACE]
+    if uid is not None:
+        if setpriv is None:
+            raise ValueError("setpriv is required when bwrap runs as root")
+        argv += [setpriv, "--reuid", str(uid), "--regid", str(uid), "--clear-groups"]
+        argv += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    return argv + (command if command is not None else harness_argv(python, harness))
+
+
+def sandbox_env(extra: dict[str, str]) -> dict[str, str]:
+    """Environment inside a bwrap sandbox: nothing of the host's, plus `extra`.
+
+    The supervisor starts bwrap with exactly this environment instead of `--clearenv` plus
+    `--setenv`, so values never appear on a command line (readable by every host user).
+    """
+    return {
+        "PATH": PATH,
+        "HOME": HOME,
+        "USER": "agent",
+        "LOGNAME": "agent",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": PACKAGE_ROOT,
+        "PYTHONUNBUFFERED": "1",
+        "CHIRON_WORKSPACE": WORKSPACE,
+        **extra,
+        READY_FD_VARIABLE: str(READY_FD),
+    }
+
+
+def unisolated_env(extra: dict[str, str], paths: HostPaths) -> dict[str, str]:
+    """Environment for isolation `none`: host paths instead of the sandbox's mount points."""
+    return {
+        "PATH": PATH,
+        "HOME": str(paths.home),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(paths.package_dir.parent),
+        "PYTHONUNBUFFERED": "1",
+        "CHIRON_WORKSPACE": str(paths.workspace),
+        **extra,
+        READY_FD_VARIABLE: str(READY_FD),
+    }
+
+
+def synthetic_etc(uid: int, gid: int) -> dict[str, bytes]:
+    """passwd/group/hosts/hostname so `id`, `whoami`, `ls -l` and localhost resolve."""
+    return {
+        "passwd": (
+            "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+            f"agent:x:{uid}:{gid}:Chiron agent:{HOME}:/bin/bash\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        ).encode(),
+        "group": f"root:x:0:\nagent:x:{gid}:\nnogroup:x:65534:\n".encode(),
+        "hosts": b"127.0.0.1\tlocalhost chiron\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        "hostname": b"chiron\n",
+    }

@@ -1,0 +1,94 @@
+"""Engines, connections and transactions; the one place SQLite and PostgreSQL differ in setup.
+
+SQLite: WAL, foreign keys and a busy timeout on every connection. Writers are serialised
+through one connection and open with `BEGIN IMMEDIATE`, so two writers never deadlock upgrading
+a read lock; readers use their own pool and never wait for a writer. PostgreSQL: one pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+class Store:
+    """Owns the engines of one database; hands out read and write transactions."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self._writer = create_async_engine(url, pool_size=1, max_overflow=0)
+            self._reader = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+            _tune_sqlite(self._writer, immediate=True)
+            _tune_sqlite(self._reader, immediate=False)
+        elif self.dialect == "postgresql":
+            # No pre-ping: it costs a round trip per checkout on the event path; recycling
+            # and asyncpg's own error on a dead connection cover restarts.
+            self._writer = create_async_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+            )
+            self._reader = self._writer
+        else:
+            raise ValueError(f"unsupported database dialect {self.dialect!r}")
+        # One in-process writer at a time on SQLite: the pool would serialise anyway, but the
+        # lock makes the wait explicit and fair.
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._writer
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block exits without an exception."""
+        if self._write_lock is None:
+            async with self._writer.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A short read transaction; hold it only for the queries, never while waiting."""
+        async with self._reader.connect() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
+
+
+def _tune_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take over transaction control from the sqlite3 module so BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

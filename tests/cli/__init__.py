@@ -1,0 +1,1 @@
+"""Tests of the `chiron` command line (mirrors src/chiron/cli)."""

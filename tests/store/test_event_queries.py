@@ -1,0 +1,76 @@
+"""The event log's ids are per session, gap-free and in commit order, on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chiron.store.engine import Store
+from chiron.store.event_queries import SessionMissing, append_events, events_after
+from chiron.store.records import NewEvent
+from chiron.store.session_queries import insert_session_if_absent
+
+
+async def _session(store: Store, thread_key: str) -> None:
+    async with store.write() as conn:
+        await insert_session_if_absent(
+            conn,
+            thread_key=thread_key,
+            harness_type="shell",
+            persona_id=None,
+            principal_id="prn_test",
+            metadata={},
+        )
+
+
+async def test_ids_are_per_session_and_gap_free_under_concurrent_writers(store: Store) -> None:
+    await _session(store, "t:a")
+    await _session(store, "t:b")
+
+    async def writer(thread_key: str, n: int) -> None:
+        for i in range(n):
+            async with store.write() as conn:
+                await append_events(
+                    conn, thread_key, [NewEvent("x", f'{{"i":{i}}}'), NewEvent("y", "{}")]
+                )
+
+    await asyncio.gather(*(writer(k, 15) for k in ("t:a", "t:b", "t:a", "t:b")))
+    async with store.read() as conn:
+        for thread_key in ("t:a", "t:b"):
+            ids = [e.event_id for e in await events_after(conn, thread_key, 0)]
+            assert ids == list(range(1, 61))
+
+
+async def test_rolled_back_append_leaves_no_gap(store: Store) -> None:
+    await _session(store, "t:r")
+    with pytest.raises(RuntimeError):
+        async with store.write() as conn:
+            await append_events(conn, "t:r", [NewEvent("x", "{}")])
+            raise RuntimeError("abort")
+    async with store.write() as conn:
+        (record,) = await append_events(conn, "t:r", [NewEvent("x", "{}")])
+    assert record.event_id == 1
+
+
+async def test_append_to_missing_session_fails_and_stores_nothing(store: Store) -> None:
+    with pytest.raises(SessionMissing):
+        async with store.write() as conn:
+            await append_events(conn, "t:none", [NewEvent("x", "{}")])
+    async with store.read() as conn:
+        assert await events_after(conn, "t:none", 0) == []
+
+
+async def test_events_after_pages_and_filters_by_execution(store: Store) -> None:
+    await _session(store, "t:p")
+    async with store.write() as conn:
+        await append_events(
+            conn,
+            "t:p",
+            [NewEvent("x", "{}", "exe_1" if i % 2 else "exe_2") for i in range(10)],
+        )
+    async with store.read() as conn:
+        page = await events_after(conn, "t:p", 3, limit=4)
+        assert [e.event_id for e in page] == [4, 5, 6, 7]
+        only = await events_after(conn, "t:p", 0, execution_id="exe_1")
+        assert [e.event_id for e in only] == [2, 4, 6, 8, 10]
