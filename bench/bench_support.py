@@ -24,7 +24,9 @@ import httpx
 from chiron.settings import Settings
 
 ADMIN_KEY = "bench-admin-key-" + secrets.token_hex(8)
-PG_ADMIN_DSN = os.environ.get("CHIRON_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "CHIRON_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 RAW_BWRAP = [
     "bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
     "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
@@ -109,7 +111,9 @@ async def bench_server(engine: str = "sqlite", **overrides: Any) -> AsyncIterato
 
 
 @asynccontextmanager
-async def _serve(home: Path, database_url: str, overrides: dict[str, Any]) -> AsyncIterator[BenchServer]:
+async def _serve(
+    home: Path, database_url: str, overrides: dict[str, Any]
+) -> AsyncIterator[BenchServer]:
     """The API server in its own process, as deployed: clients here never steal its CPU."""
     port = free_port()
     env = {

@@ -22,7 +22,11 @@ from chiron.store.engine import Store
 from chiron.store.tables import events, sessions
 from chiron.store.types import utcnow
 
-TERMINAL = ("session.execution_completed", "session.execution_failed", "session.execution_cancelled")
+TERMINAL = (
+    "session.execution_completed",
+    "session.execution_failed",
+    "session.execution_cancelled",
+)
 
 
 async def raw_insert_rate(database_url: str, rows: int) -> float:
@@ -57,7 +61,9 @@ async def raw_insert_rate(database_url: str, rows: int) -> float:
     elapsed = time.perf_counter() - started
     async with store.write() as conn:
         await conn.execute(
-            sa.update(sessions).where(sessions.c.thread_key == "bench:raw").values(last_event_id=rows)
+            sa.update(sessions)
+            .where(sessions.c.thread_key == "bench:raw")
+            .values(last_event_id=rows)
         )
     await store.dispose()
     return rows / elapsed
@@ -94,9 +100,15 @@ async def run_engine(engine: str, lines: int, clients: int) -> None:
     async with bench_server(engine) as server:
         client = server.client
         await client.post("/api/session/bench:flood", json={"harness_type": "shell"})
-        await client.post("/api/session/bench:flood/execute", json={"input_lines": [user_line("true")]})
+        await client.post(
+            "/api/session/bench:flood/execute", json={"input_lines": [user_line("true")]}
+        )
         await asyncio.sleep(1.0)
-        cursor = (await client.get("/api/session/bench:flood/events", params={"format": "json", "wait": 0})).json()["last_event_id"]
+        cursor = (
+            await client.get(
+                "/api/session/bench:flood/events", params={"format": "json", "wait": 0}
+            )
+        ).json()["last_event_id"]
         url = f"/api/session/bench:flood/events?after_event_id={cursor}"
         readies = [asyncio.Event() for _ in range(clients)]
         readers = [asyncio.create_task(sse_client(server, url, r)) for r in readies]
@@ -112,7 +124,9 @@ async def run_engine(engine: str, lines: int, clients: int) -> None:
     delivered_rates = [count / seconds for count, seconds in delivered]
     per_client = min(delivered_rates)
     print(f"[{engine}] raw batched inserts           {raw_rate:10,.0f} rows/s")
-    print(f"[{engine}] output lines stored           {stored_rate:10,.0f} lines/s   ({stored_rate / raw_rate:.0%} of raw)")
+    print(
+        f"[{engine}] output lines stored           {stored_rate:10,.0f} lines/s   ({stored_rate / raw_rate:.0%} of raw)"
+    )
     print(
         f"[{engine}] delivered per SSE client (x{clients}) {per_client:10,.0f} events/s slowest, "
         f"{sum(delivered_rates):,.0f} events/s total   ({per_client / raw_rate:.0%} of raw per client)"
@@ -128,8 +142,14 @@ async def stored_lines_per_second(server: BenchServer, execution_id: str) -> flo
     async with store.read() as conn:
         row = (
             await conn.execute(
-                sa.select(sa.func.count(), sa.func.min(events.c.created_at), sa.func.max(events.c.created_at))
-                .where(events.c.execution_id == execution_id, events.c.event_type == "session.output.line")
+                sa.select(
+                    sa.func.count(),
+                    sa.func.min(events.c.created_at),
+                    sa.func.max(events.c.created_at),
+                ).where(
+                    events.c.execution_id == execution_id,
+                    events.c.event_type == "session.output.line",
+                )
             )
         ).one()
     await store.dispose()

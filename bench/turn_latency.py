@@ -26,13 +26,19 @@ from bench_support import (
     user_line,
 )
 
-TERMINAL = ("session.execution_completed", "session.execution_failed", "session.execution_cancelled")
+TERMINAL = (
+    "session.execution_completed",
+    "session.execution_failed",
+    "session.execution_cancelled",
+)
 
 
 async def one_turn(server: BenchServer, thread_key: str, command: str) -> float:
     """Seconds from sending execute to the first output line arriving on an open SSE stream."""
     client = server.client
-    last = (await client.get(f"/api/session/{thread_key}/events", params={"format": "json", "wait": 0})).json()
+    last = (
+        await client.get(f"/api/session/{thread_key}/events", params={"format": "json", "wait": 0})
+    ).json()
     cursor = last["last_event_id"]
     url = f"/api/session/{thread_key}/events?after_event_id={cursor}"
     first_output: float | None = None

@@ -86,7 +86,6 @@ class Settings(BaseSettings):
     large_body_limit_bytes: int = Field(
         default=64 * MIB, description="Request body cap for messages and execute."
     )
-    egress_allow: str = Field(default="", description="Comma list of hosts every sandbox reaches.")
     log_level: str = Field(default="INFO", description="Log level of the server.")
 
     @classmethod

@@ -31,7 +31,9 @@ async def main():
     backend.check()
     limits = ResourceLimits(4 << 30, 600, 256, 1 << 30)
     sandbox_id = await backend.create(SandboxSpec("sbx_nobody", "shell", limits))
-    line = {"type": "user", "message": {"content": "id -u; echo $HOME; sleep 1000 & echo bg"}}
+    # A tree the server cannot delete without fixing permissions first, and a leftover job.
+    command = "mkdir -p ro/sub && chmod 000 ro/sub ro; id -u; echo $HOME; sleep 1000 & echo bg"
+    line = {"type": "user", "message": {"content": command}}
     await backend.write_input(sandbox_id, [json.dumps(line)], token="t")
     output = []
     async for raw in backend.open_output(sandbox_id, 0, line_cap=1 << 20):
@@ -45,7 +47,8 @@ async def main():
     await backend.resume(sandbox_id)
     await backend.stop(sandbox_id)
     after = (await backend.status(sandbox_id)).value
-    print(json.dumps({"output": "".join(output), "paused": paused, "after": after}))
+    removed = not (Path(sys.argv[1]) / "sandboxes" / sandbox_id).exists()
+    print(json.dumps({"output": "".join(output), "paused": paused, "after": after, "removed": removed}))
 
 asyncio.run(main())
 """
@@ -96,6 +99,7 @@ def _run_as_nobody(python: str, home: Path) -> None:
         "output": f"{NOBODY}\n/home/agent\nbg\n",
         "paused": "suspended",
         "after": "stopped",
+        "removed": True,
     }
     assert not [
         pid

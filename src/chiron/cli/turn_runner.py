@@ -3,8 +3,8 @@
 Steps: append the user message to the transcript, queue an execution whose single input line
 is the user turn, then follow that execution's event stream to its terminal event. Both
 requests carry ids the client chose, so a resent request (a retry, a proxy replay) neither
-duplicates the message nor starts a second run. Ctrl-C during a turn asks the harness to stop (interrupt); a second Ctrl-C stops following
-and leaves the execution to finish on the server.
+duplicates the message nor starts a second run. Ctrl-C during a turn asks the harness to stop
+(interrupt); a second Ctrl-C stops following and leaves the execution to finish on the server.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from chiron.store.records import EventRecord
 
-
 # Rough per-event cost beyond the payload (record object, ids, timestamps).
 _SIZE_OVERHEAD = 200
 

@@ -449,7 +449,7 @@ class LocalSandboxBackend:
                 if not self._ended_orderly(directory, splitter.position):
                     raise SandboxLost(f"sandbox {sandbox_id} went away without ending its output")
                 break
-            if answer.get("eof"):
+            if answer.get("eof") and answer.get("state") == "exited":
                 break
             if splitter.position == before:
                 await asyncio.sleep(0.05)

@@ -16,7 +16,8 @@ line per connection, answered by one JSON line (`read` then streams raw log byte
     write {lines, token}        -> {ok, written}; lines go to stdin at most once per token
     delivered {token}           -> {ok, delivered}
     read {offset}               -> {ok} then output.log from offset, following appends; the
-                                   connection closes once stdout hit EOF and all was sent
+                                   connection closes once stdout hit EOF, the harness exited
+                                   and all was sent
     pause / resume              -> SIGSTOP / SIGCONT every process of the sandbox
     stop                        -> SIGKILL the sandbox's PID-namespace init, answer, exit
 
@@ -254,7 +255,7 @@ class Supervisor:
     def _record_exit_locked(self) -> None:
         # Written once output and process are both finished, so a reader that finds the
         # supervisor gone can still tell an orderly end from a lost sandbox.
-        if self.eof and self.exit_code is not None:
+        if self._finished_locked():
             _write_atomic(
                 EXIT_FILE, dumps({"exit_code": self.exit_code, "output_end": self.output_end})
             )
@@ -347,16 +348,21 @@ class Supervisor:
         position = offset
         while True:
             with self.cond:
-                while position >= self.output_end and not self.eof:
+                while position >= self.output_end and not self._finished_locked():
                     # Wake now and then so a reader that went away while the sandbox is quiet
                     # does not keep this thread forever.
                     if not self.cond.wait(_IDLE_CHECK_S) and _peer_closed(conn):
                         return
-                end, eof = self.output_end, self.eof
+                end, finished = self.output_end, self._finished_locked()
             while position < end:
                 position += os.sendfile(conn.fileno(), self.log_r, position, end - position)
-            if eof:
+            if finished:
                 return
+
+    def _finished_locked(self) -> bool:
+        # The stream ends once stdout hit EOF *and* the harness exited, so whoever saw it end
+        # also finds `status` saying exited.
+        return self.eof and self.exit_code is not None
 
     # -- process tree --------------------------------------------------------------------
 

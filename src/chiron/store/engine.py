@@ -29,7 +29,7 @@ class Store:
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._writer = create_async_engine(url, pool_size=1, max_overflow=0)
             self._reader = create_async_engine(url, pool_size=pool_size, max_overflow=0)
             _tune_sqlite(self._writer, immediate=True)
