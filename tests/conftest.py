@@ -139,7 +139,7 @@ async def server_factory(tmp_path: Path, database_url: str) -> AsyncIterator[Any
             return RunningServer(base_url, settings, app, client)
 
         yield start
-    await _stop_leftover_sandboxes(tmp_path / "home")
+    await stop_leftover_sandboxes(tmp_path / "home")
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ async def server(server_factory: Any) -> RunningServer:
     return result
 
 
-async def _stop_leftover_sandboxes(home: Path) -> None:
+async def stop_leftover_sandboxes(home: Path) -> None:
     """Tests must not leak sandboxes into the machine, whatever they did."""
     from chiron.sandbox.local_backend import LocalSandboxBackend
 

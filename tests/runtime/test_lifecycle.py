@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -14,10 +15,17 @@ from chiron.sandbox.backend import ResourceLimits, SandboxSpec, SandboxState
 from chiron.sandbox.local_backend import LocalSandboxBackend
 from chiron.store import execution_queries
 from chiron.store.engine import Store
-from tests.conftest import ADMIN_KEY, make_settings
+from tests.conftest import ADMIN_KEY, make_settings, stop_leftover_sandboxes
 from tests.helpers import create_session, execute, get_execution, poll_events, wait_terminal
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+async def _no_leftover_sandboxes(tmp_path: Path) -> AsyncIterator[None]:
+    yield
+    await stop_leftover_sandboxes(tmp_path / "home")
+
 
 LIMITS = ResourceLimits(memory_bytes=1 << 30, cpu_seconds=60, max_processes=64, file_bytes=1 << 26)
 

@@ -153,6 +153,6 @@ async def test_kill_9_mid_turn_then_restart_finishes_turn_exactly_once(
         first.terminate()
         if second is not None:
             second.terminate()
-        from tests.conftest import _stop_leftover_sandboxes
+        from tests.conftest import stop_leftover_sandboxes
 
-        await _stop_leftover_sandboxes(home)
+        await stop_leftover_sandboxes(home)

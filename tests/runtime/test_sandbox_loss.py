@@ -39,10 +39,14 @@ def _children(pid: int) -> list[int]:
 
 
 def _kill_tree(pid: int) -> None:
-    for child in _children(pid):
-        _kill_tree(child)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    """Kill a process and everything under it, top first, so no parent sees a child die."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        tree.extend(_children(tree[index]))
+        index += 1
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("victim", ["harness", "supervisor"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -245,6 +246,46 @@ async def test_pause_freezes_the_whole_sandbox_until_resume(
         await asyncio.sleep(0.02)
 
 
+async def test_pause_catches_processes_forked_during_the_freeze(
+    backend: LocalSandboxBackend, make_sandbox: SandboxFactory, settings: Settings
+) -> None:
+    sandbox_id = await make_sandbox()
+    uid = sandbox_spec_on_disk(settings, sandbox_id)["uid"]
+    reader = Reader(backend, sandbox_id)
+    forker = "while true; do (sh -c 'echo x' &); done"
+    await backend.write_input(sandbox_id, [user_line(forker)], token="t")
+    await reader.until(lambda m: m.get("params", {}).get("delta") == "x\n")
+
+    await backend.pause(sandbox_id)
+    pids = host_processes.pids_of_uid(uid)
+    states = {pid: _state(pid) for pid in pids}
+    assert pids and set(states.values()) <= {"T", "Z", "X"}, states
+    await backend.resume(sandbox_id)
+    assert _state(pids[0]) in {"S", "R", "Z", "X", "D"}
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "X"
+
+
+@pytest.mark.slow
+async def test_a_sandbox_whose_directory_vanished_ends_itself(
+    backend: LocalSandboxBackend, make_sandbox: SandboxFactory, settings: Settings
+) -> None:
+    sandbox_id = await make_sandbox()
+    uid = sandbox_spec_on_disk(settings, sandbox_id)["uid"]
+    directory = settings.sandboxes_dir / sandbox_id
+    supervisor_pid = int((directory / "supervisor.pid").read_text())
+    await asyncio.to_thread(shutil.rmtree, directory)
+    gone = await asyncio.to_thread(host_processes.wait_gone, [supervisor_pid], 10.0)
+    assert gone
+    assert host_processes.wait_gone(host_processes.pids_of_uid(uid), 5.0)
+
+
 async def test_spec_files_land_in_workspace_and_home(
     backend: LocalSandboxBackend, make_sandbox: SandboxFactory
 ) -> None:
@@ -253,9 +294,9 @@ async def test_spec_files_land_in_workspace_and_home(
     messages = await run_turn(
         backend,
         Reader(backend, sandbox_id),
-        "cat notes/a.txt; echo; cat ~/.config/tool.toml; echo; stat -c %U notes/a.txt",
+        "cat notes/a.txt; echo; cat ~/.config/tool.toml; echo; stat -c %U notes/a.txt; umask",
     )
-    assert deltas(messages) == "alpha\nbeta\nagent\n"
+    assert deltas(messages) == "alpha\nbeta\nagent\n0022\n"
 
     for bad in ("../escape", "/etc/passwd"):
         with pytest.raises(SandboxError):

@@ -48,7 +48,8 @@ async def main():
     await backend.stop(sandbox_id)
     after = (await backend.status(sandbox_id)).value
     removed = not (Path(sys.argv[1]) / "sandboxes" / sandbox_id).exists()
-    print(json.dumps({"output": "".join(output), "paused": paused, "after": after, "removed": removed}))
+    result = {"output": "".join(output), "paused": paused, "after": after, "removed": removed}
+    print(json.dumps(result))
 
 asyncio.run(main())
 """

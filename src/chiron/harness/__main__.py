@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import sys
 
+from chiron.harness.registry import ADAPTERS
+
 READY_FD_VARIABLE = "CHIRON_HARNESS_READY_FD"
-# Adapter name -> "module:Class"; resolved lazily so an unknown name fails before any import.
-ADAPTERS = {"shell": "chiron.harness.shell_adapter:ShellAdapter"}
 
 
 def _signal_ready() -> None:

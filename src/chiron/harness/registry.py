@@ -1,5 +1,9 @@
-"""Names of the harness adapters this build can run inside a sandbox (stdlib only)."""
+"""The harness adapters this build can run inside a sandbox (stdlib only).
+
+Adapter name -> "module:Class", resolved lazily so an unknown name fails before any import.
+"""
 
 from __future__ import annotations
 
-KNOWN_HARNESSES: frozenset[str] = frozenset({"shell"})
+ADAPTERS: dict[str, str] = {"shell": "chiron.harness.shell_adapter:ShellAdapter"}
+KNOWN_HARNESSES: frozenset[str] = frozenset(ADAPTERS)

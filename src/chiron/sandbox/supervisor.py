@@ -69,6 +69,7 @@ _MAX_REQUEST_BYTES = 1 << 30
 _PIPE_BYTES = 1 << 20
 _STOP_WAIT_S = 5.0
 _IDLE_CHECK_S = 10.0
+_DIR_CHECK_S = 2.0
 
 
 # -- JSON through the C accelerator only --------------------------------------------------
@@ -161,6 +162,8 @@ def _spawn(spec: dict[str, Any], placed: dict[int, int]) -> int:
         # Python ignores these; programs in the sandbox expect the defaults (`yes | head`).
         for signum in (_signal.SIGPIPE, _signal.SIGXFSZ):
             _signal.signal(signum, _signal.SIG_DFL)
+        # The supervisor's own files are private (umask 077); the sandbox gets the usual mask.
+        os.umask(0o022)
         os.chdir(cwd)
         os.execve(argv[0], argv, env)
     except BaseException as exc:
@@ -293,7 +296,7 @@ class Supervisor:
         elif op in ("pause", "resume"):
             _reply(conn, self._freeze(op == "pause"))
         elif op == "stop":
-            self._kill_sandbox()
+            self.kill_sandbox()
             self.exited.wait(_STOP_WAIT_S)
             _reply(conn, {"ok": True})
             os._exit(0)
@@ -385,7 +388,7 @@ class Supervisor:
             self.suspended = pause and self.exit_code is None
         return {"ok": True}
 
-    def _kill_sandbox(self) -> None:
+    def kill_sandbox(self) -> None:
         _kill(self.init_pid, _signal.SIGKILL)
         if self.session_scope:
             # Without a PID namespace nothing dies with the harness: kill its session and
@@ -552,7 +555,7 @@ def _reply(conn: socket.socket, message: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    sandbox_dir, ready_fd = argv[1], int(argv[2])
+    sandbox_dir, ready_fd = os.path.abspath(argv[1]), int(argv[2])
     os.chdir(sandbox_dir)
     os.set_inheritable(ready_fd, False)
     pid = os.fork()
@@ -564,6 +567,7 @@ def main(argv: list[str]) -> int:
     with open(SPEC_FILE, "rb") as f:
         spec = loads(f.read())
     ready = False
+    supervisor: Supervisor | None = None
     try:
         harness = Harness(spec)
         import socket
@@ -583,9 +587,21 @@ def main(argv: list[str]) -> int:
         os.close(ready_fd)
     except OSError:
         pass
-    # Threads do the work; status keeps reporting an exited harness until `stop`.
-    while True:
-        time.sleep(3600)
+    # Threads do the work; status keeps reporting an exited harness until `stop`. A sandbox
+    # whose directory was deleted can no longer be found or stopped by anyone: end it.
+    while _same_directory(sandbox_dir):
+        time.sleep(_DIR_CHECK_S)
+    sys.stderr.write("supervisor: sandbox directory removed, stopping the sandbox\n")
+    if supervisor is not None:
+        supervisor.kill_sandbox()
+    return 0
+
+
+def _same_directory(path: str) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), os.stat("."))
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":
