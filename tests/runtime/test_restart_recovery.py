@@ -20,6 +20,7 @@ from tests.helpers import (
     get_execution,
     output_deltas,
     poll_events,
+    user_line,
     wait_terminal,
 )
 
@@ -156,3 +157,87 @@ async def test_kill_9_mid_turn_then_restart_finishes_turn_exactly_once(
         from tests.conftest import stop_leftover_sandboxes
 
         await stop_leftover_sandboxes(home)
+
+
+async def _forge_execution(
+    database_url: str, thread_key: str, execution_id: str, command: str, status: str
+) -> None:
+    """A row as a crashed server leaves it: claimed by a process that no longer exists."""
+    import socket
+
+    from chiron.store import execution_queries
+    from chiron.store.engine import Store
+    from chiron.store.types import utcnow
+
+    store = Store(database_url)
+    async with store.write() as conn:
+        await execution_queries.insert_queued(
+            conn,
+            execution_id=execution_id,
+            thread_key=thread_key,
+            idempotency_key=None,
+            request={"input_lines": [user_line(command)], "metadata": {}},
+        )
+        if status == "running":
+            await execution_queries.update_execution(
+                conn,
+                execution_id,
+                status="running",
+                started_at=utcnow(),
+                lease_owner=f"{socket.gethostname()}:4194999:dead",
+                lease_expires_at=utcnow(),
+            )
+    await store.dispose()
+
+
+async def test_crash_after_input_reached_sandbox_runs_the_turn_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    from chiron.api.embedded import serve_in_background
+    from chiron.sandbox.local_backend import LocalSandboxBackend
+    from tests.conftest import make_settings
+
+    home = tmp_path / "home"
+    settings = make_settings(home, database_url)
+    try:
+        async with serve_in_background(settings), _admin_client(settings) as client:
+            await create_session(client, "api:window")
+            warm = await execute(client, "api:window", "echo warm")
+            await wait_terminal(client, "api:window", warm)
+            sandbox_id = (await client.get("/api/session/api:window")).json()["session"][
+                "sandbox_id"
+            ]
+        # The crash window: the input reached the harness, the offsets never got stored.
+        execution_id = "exe_" + "a" * 32
+        command = "echo ran >> /workspace/runs; echo finished"
+        await _forge_execution(database_url, "api:window", execution_id, command, "running")
+        backend = LocalSandboxBackend(settings)
+        await backend.write_input(sandbox_id, [user_line(command)], token=execution_id)
+
+        settings = make_settings(home, database_url, recovery_scan_seconds=0.5)
+        async with serve_in_background(settings), _admin_client(settings) as client:
+            events = await wait_terminal(client, "api:window", execution_id)
+            assert output_deltas(events) == ["finished"]
+            assert events[-1]["event_type"] == "session.execution_completed"
+            runs = settings.sandboxes_dir / sandbox_id / "workspace" / "runs"
+            assert runs.read_text() == "ran\n", "the turn ran more than once"
+
+            # A queued row left behind is replayed through the normal claim.
+            queued_id = "exe_" + "b" * 32
+            await _forge_execution(database_url, "api:window", queued_id, "echo late", "queued")
+            events = await wait_terminal(client, "api:window", queued_id)
+            adopted = [e for e in events if e["event_type"] == "session.execution_adopted"]
+            assert adopted[0]["payload"]["mode"] == "queued_request"
+            assert output_deltas(events) == ["late"]
+    finally:
+        from tests.conftest import stop_leftover_sandboxes
+
+        await stop_leftover_sandboxes(home)
+
+
+def _admin_client(settings: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=f"http://{settings.listen}",  # type: ignore[attr-defined]
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=60,
+    )

@@ -147,11 +147,13 @@ async def test_write_input_delivers_once_per_token(
     backend: LocalSandboxBackend, make_sandbox: SandboxFactory
 ) -> None:
     sandbox_id = await make_sandbox()
-    assert not await backend.input_delivered(sandbox_id, "tok-1")
-    assert await backend.write_input(sandbox_id, [user_line("echo once")], token="tok-1")
-    assert not await backend.write_input(sandbox_id, [user_line("echo once")], token="tok-1")
-    assert await backend.input_delivered(sandbox_id, "tok-1")
-    assert not await backend.input_delivered(sandbox_id, "tok-2")
+    assert await backend.input_delivered(sandbox_id, "tok-1") is None
+    receipt = await backend.write_input(sandbox_id, [user_line("echo once")], token="tok-1")
+    again = await backend.write_input(sandbox_id, [user_line("echo once")], token="tok-1")
+    assert receipt.written and not again.written
+    assert again.offset == receipt.offset
+    assert await backend.input_delivered(sandbox_id, "tok-1") == receipt.offset
+    assert await backend.input_delivered(sandbox_id, "tok-2") is None
 
     reader = Reader(backend, sandbox_id)
     first = await reader.turn()

@@ -73,7 +73,7 @@ async def append_messages(
 async def execute(
     thread_key: str, body: ExecuteBody, svc: Service, _caller: ThreadCaller
 ) -> ExecuteResponse:
-    execution = await svc.execute(
+    execution_id, status = await svc.execute(
         thread_key,
         ExecuteRequest(
             input_lines=body.input_lines,
@@ -83,9 +83,7 @@ async def execute(
             max_duration_ms=body.max_duration_ms,
         ),
     )
-    return ExecuteResponse(
-        execution_id=execution.execution_id, thread_key=thread_key, status=execution.status
-    )
+    return ExecuteResponse(execution_id=execution_id, thread_key=thread_key, status=status)
 
 
 @router.get(

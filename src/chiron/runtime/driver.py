@@ -20,11 +20,17 @@ from typing import Any
 
 from chiron.runtime.errors import LeaseLost
 from chiron.runtime.event_log import EventLog, LogTransaction
-from chiron.runtime.sandbox_allocator import SandboxAllocator
+from chiron.runtime.sandbox_allocator import ReadySandbox, SandboxAllocator
 from chiron.runtime.stdout_pump import PumpContext, StdoutPump
 from chiron.runtime.tasks import TaskSet
 from chiron.runtime.terminal import TurnOutcome, TurnTracker
-from chiron.sandbox.backend import SandboxBackend, SandboxError, SandboxLost, SandboxState
+from chiron.sandbox.backend import (
+    InputReceipt,
+    SandboxBackend,
+    SandboxError,
+    SandboxLost,
+    SandboxState,
+)
 from chiron.settings import Settings
 from chiron.store import execution_queries, message_queries, sandbox_queries, session_queries
 from chiron.store.records import ExecutionRecord, SessionRecord
@@ -42,6 +48,14 @@ TERMINAL_EVENT = {
 @dataclass
 class _Finished:
     """The outcome was already committed together with the terminal output line."""
+
+
+@dataclass
+class _RunStart:
+    """The start of a claimed run, still to be logged by its first write transaction."""
+
+    replayed: bool
+    logged: bool = False
 
 
 class ExecutionDriver:
@@ -87,35 +101,17 @@ class ExecutionDriver:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def _drive_queued(self, execution_id: str, *, replayed: bool) -> None:
+        # The claim transaction is kept to the one statement that decides who drives; the
+        # `execution_started` event rides along with the run's next write (see _RunStart).
         async with self._log.write() as tx:
-            claimed = await execution_queries.claim(
+            execution = await execution_queries.claim(
                 tx.conn,
                 execution_id,
                 owner=self.owner,
                 lease_seconds=self._settings.lease_seconds,
             )
-            if not claimed:
-                return
-            execution = await execution_queries.get_execution(tx.conn, execution_id)
-            assert execution is not None
-            await session_queries.update_session(
-                tx.conn, execution.thread_key, status="executing", last_active_at=utcnow()
-            )
-            if replayed:
-                await tx.append(
-                    execution.thread_key,
-                    "session.execution_adopted",
-                    execution_id,
-                    mode="queued_request",
-                )
-            await tx.append(
-                execution.thread_key,
-                "session.execution_started",
-                execution_id,
-                idle_timeout_ms=self._idle_timeout_ms(execution),
-                max_duration_ms=self._max_duration_ms(execution),
-            )
-        await self._supervise(execution, adopted=False)
+        if execution is not None:
+            await self._supervise(execution, start=_RunStart(replayed=replayed))
 
     async def _drive_adopted(self, execution: ExecutionRecord) -> None:
         mode = "live_attach"
@@ -125,17 +121,18 @@ class ExecutionDriver:
             mode = "recorded_output"
         async with self._log.write() as tx:
             await self._require_lease(tx, execution.execution_id)
-            await tx.append(
+            tx.append(
                 execution.thread_key, "session.execution_adopted", execution.execution_id, mode=mode
             )
-        await self._supervise(execution, adopted=True)
+        await self._supervise(execution, start=None)
 
-    async def _supervise(self, execution: ExecutionRecord, *, adopted: bool) -> None:
+    async def _supervise(self, execution: ExecutionRecord, *, start: _RunStart | None) -> None:
+        """Run the turn under its deadline; `start` is None for an adopted execution."""
         tracker = TurnTracker()
         started_at = execution.started_at or utcnow()
         deadline = started_at + timedelta(milliseconds=self._max_duration_ms(execution))
         remaining = max(0.0, (deadline - utcnow()).total_seconds())
-        turn = asyncio.ensure_future(self._turn(execution, tracker, adopted=adopted))
+        turn = asyncio.ensure_future(self._turn(execution, tracker, start))
         heartbeat = asyncio.ensure_future(self._heartbeat(execution.execution_id))
         outcome: TurnOutcome | _Finished | None = None
         self._log.metrics.executions_driving.inc()
@@ -181,38 +178,36 @@ class ExecutionDriver:
         if isinstance(outcome, TurnOutcome):
             try:
                 async with self._log.write() as tx:
+                    await self._log_start(tx, execution, start)
                     await self._finish(tx, execution, outcome, tracker)
             except LeaseLost:
                 return
 
     async def _turn(
-        self, execution: ExecutionRecord, tracker: TurnTracker, *, adopted: bool
+        self, execution: ExecutionRecord, tracker: TurnTracker, start: _RunStart | None
     ) -> TurnOutcome | _Finished:
         execution_id = execution.execution_id
         session = await self._session(execution.thread_key)
         input_lines: list[str] = list(execution.request.get("input_lines") or [])
-        if execution.output_offset is None or execution.sandbox_id is None:
-            sandbox_id = await self._prepare_sandbox(session, execution)
-            if not input_lines:
-                return TurnOutcome(status="completed", completion_reason="allocation_only")
-            start = await self._backend.output_end(sandbox_id)
-            async with self._log.write() as tx:
-                await self._require_lease(
-                    tx,
-                    execution_id,
-                    sandbox_id=sandbox_id,
-                    output_start_offset=start,
-                    output_offset=start,
-                    input_token=execution_id,
+        located = await self._recorded_output(execution, session) if start is None else None
+        if located is None:
+            ready = await self._allocator.ensure(session)
+            self._log.metrics.sandboxes_ready.labels(ready.source).inc()
+            receipt = None
+            if input_lines:
+                lines = [with_context(line, session, execution_id) for line in input_lines]
+                receipt = await self._backend.write_input(
+                    ready.sandbox_id, lines, token=execution_id
                 )
-            stored = start
-            await self._deliver_input(session, execution, sandbox_id, input_lines)
-        else:
-            sandbox_id = execution.sandbox_id
-            start = execution.output_start_offset or 0
-            stored = execution.output_offset
-            if input_lines and not await self._delivered(sandbox_id, execution_id):
-                await self._deliver_input(session, execution, sandbox_id, input_lines)
+            # The offsets commit only once the input is in: a crash before this point finds
+            # the delivery (and its offset) through the token instead.
+            async with self._log.write() as tx:
+                await self._log_start(tx, execution, start)
+                await self._record_start(tx, execution, ready.sandbox_id, receipt, ready=ready)
+            if receipt is None:
+                return TurnOutcome(status="completed", completion_reason="allocation_only")
+            located = (ready.sandbox_id, receipt.offset, receipt.offset)
+        sandbox_id, first_offset, stored = located
         ctx = PumpContext(
             thread_key=execution.thread_key,
             execution_id=execution_id,
@@ -226,67 +221,109 @@ class ExecutionDriver:
         async def finisher(tx: LogTransaction, outcome: TurnOutcome) -> None:
             await self._finish(tx, execution, outcome, tracker)
 
-        lines = self._backend.open_output(
-            sandbox_id, start, line_cap=self._settings.output_line_cap_bytes
+        lines_read = self._backend.open_output(
+            sandbox_id, first_offset, line_cap=self._settings.output_line_cap_bytes
         )
-        outcome = await self._pump.run(ctx, lines, tracker, finisher)
+        outcome = await self._pump.run(ctx, lines_read, tracker, finisher)
         if outcome is None:
             raise SandboxLost("the harness exited before its turn ended")
         return _Finished()
 
-    async def _prepare_sandbox(self, session: SessionRecord, execution: ExecutionRecord) -> str:
-        ready = await self._allocator.ensure(session)
-        self._log.metrics.sandboxes_ready.labels(ready.source).inc()
+    async def _log_start(
+        self, tx: LogTransaction, execution: ExecutionRecord, start: _RunStart | None
+    ) -> None:
+        if start is None or start.logged:
+            return
+        await session_queries.update_session(
+            tx.conn, execution.thread_key, status="executing", last_active_at=utcnow()
+        )
+        if start.replayed:
+            tx.append(
+                execution.thread_key,
+                "session.execution_adopted",
+                execution.execution_id,
+                mode="queued_request",
+            )
+        tx.append(
+            execution.thread_key,
+            "session.execution_started",
+            execution.execution_id,
+            idle_timeout_ms=self._idle_timeout_ms(execution),
+            max_duration_ms=self._max_duration_ms(execution),
+        )
+        start.logged = True
+
+    async def _recorded_output(
+        self, execution: ExecutionRecord, session: SessionRecord
+    ) -> tuple[str, int, int] | None:
+        """Where an adopted execution's output is: (sandbox, start offset, stored offset).
+
+        None when its input never reached a sandbox, so the turn starts from the beginning.
+        """
+        if execution.sandbox_id is not None and execution.output_offset is not None:
+            start = execution.output_start_offset or 0
+            return execution.sandbox_id, start, execution.output_offset
+        sandbox_id = execution.sandbox_id or session.sandbox_id
+        if sandbox_id is None or not execution.request.get("input_lines"):
+            return None
+        try:
+            offset = await self._backend.input_delivered(sandbox_id, execution.execution_id)
+        except SandboxError:
+            return None
+        if offset is None:
+            return None
+        receipt = InputReceipt(offset=offset, written=True)
         async with self._log.write() as tx:
-            await self._require_lease(tx, execution.execution_id, sandbox_id=ready.sandbox_id)
-            thread_key, execution_id = execution.thread_key, execution.execution_id
+            await self._record_start(tx, execution, sandbox_id, receipt, ready=None)
+        return sandbox_id, offset, offset
+
+    async def _record_start(
+        self,
+        tx: LogTransaction,
+        execution: ExecutionRecord,
+        sandbox_id: str,
+        receipt: InputReceipt | None,
+        *,
+        ready: ReadySandbox | None,
+    ) -> None:
+        values: dict[str, Any] = {"sandbox_id": sandbox_id}
+        if receipt is not None:
+            values.update(
+                output_start_offset=receipt.offset,
+                output_offset=receipt.offset,
+                input_token=execution.execution_id,
+            )
+        await self._require_lease(tx, execution.execution_id, **values)
+        thread_key, execution_id = execution.thread_key, execution.execution_id
+        if ready is not None:
             if ready.replaced is not None:
-                await tx.append(
+                tx.append(
                     thread_key,
                     "session.sandbox_replaced",
                     execution_id,
                     old_sandbox_id=ready.replaced,
-                    sandbox_id=ready.sandbox_id,
+                    sandbox_id=sandbox_id,
                 )
             if ready.source == "resumed":
-                await tx.append(
-                    thread_key, "session.sandbox_resumed", execution_id, sandbox_id=ready.sandbox_id
+                tx.append(
+                    thread_key, "session.sandbox_resumed", execution_id, sandbox_id=sandbox_id
                 )
-            await tx.append(
+            tx.append(
                 thread_key,
                 "session.sandbox_ready",
                 execution_id,
-                sandbox_id=ready.sandbox_id,
+                sandbox_id=sandbox_id,
                 source=ready.source,
                 duration_ms=ready.duration_ms,
                 isolation=self._allocator.isolation,
             )
-        return ready.sandbox_id
-
-    async def _deliver_input(
-        self,
-        session: SessionRecord,
-        execution: ExecutionRecord,
-        sandbox_id: str,
-        input_lines: list[str],
-    ) -> None:
-        lines = [with_context(line, session, execution.execution_id) for line in input_lines]
-        await self._backend.write_input(sandbox_id, lines, token=execution.execution_id)
-        async with self._log.write() as tx:
-            await self._require_lease(tx, execution.execution_id)
-            await tx.append(
-                execution.thread_key,
+        if receipt is not None:
+            tx.append(
+                thread_key,
                 "session.input_flushed",
-                execution.execution_id,
-                line_count=len(lines),
+                execution_id,
+                line_count=len(execution.request.get("input_lines") or []),
             )
-
-    async def _delivered(self, sandbox_id: str, token: str) -> bool:
-        try:
-            return await self._backend.input_delivered(sandbox_id, token)
-        except SandboxError:
-            # The sandbox is gone; its recorded output may still hold the end of the turn.
-            return True
 
     async def _finish(
         self,
@@ -323,7 +360,7 @@ class ExecutionDriver:
             fields = {"error": outcome.error, "reason": outcome.reason}
         else:
             fields = {"reason": outcome.reason}
-        await tx.append(
+        tx.append(
             execution.thread_key, TERMINAL_EVENT[outcome.status], execution.execution_id, **fields
         )
         session_values: dict[str, Any] = {
@@ -334,7 +371,7 @@ class ExecutionDriver:
             session_values["harness_thread_id"] = tracker.harness_thread_id
         await session_queries.update_session(tx.conn, execution.thread_key, **session_values)
         if outcome.result_text:
-            await message_queries.append_message(
+            await message_queries.insert_message(
                 tx.conn,
                 execution.thread_key,
                 client_message_id=f"result:{execution.execution_id}",
@@ -342,15 +379,11 @@ class ExecutionDriver:
                 parts=[{"type": "text", "text": outcome.result_text}],
                 metadata={"execution_id": execution.execution_id},
             )
-        session = await session_queries.get_session(tx.conn, execution.thread_key)
-        if session is not None and session.sandbox_id is not None:
-            await sandbox_queries.update_sandbox(
-                tx.conn,
-                session.sandbox_id,
-                **sandbox_queries.touch_values(
-                    utcnow() + timedelta(milliseconds=self._idle_timeout_ms(execution))
-                ),
-            )
+        await sandbox_queries.touch_session_sandbox(
+            tx.conn,
+            execution.thread_key,
+            idle_pause_at=utcnow() + timedelta(milliseconds=self._idle_timeout_ms(execution)),
+        )
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -25,29 +25,42 @@ OUTPUT_LINE = "session.output.line"
 
 
 class LogTransaction:
-    """A write transaction that may append events; readers are woken after it commits."""
+    """A write transaction that may append events; readers are woken after it commits.
+
+    `append` stages an event; staged events are written together (one id allocation, one
+    insert) before the transaction commits, or earlier when `append_raw` needs ids in order.
+    """
 
     def __init__(self, conn: AsyncConnection, redactor: Redactor, origin: str) -> None:
         self.conn = conn
         self._redactor = redactor
         self._origin = origin
+        self._staged: dict[str, list[NewEvent]] = {}
         self.appended: dict[str, list[EventRecord]] = {}
 
-    async def append(
+    def append(
         self, thread_key: str, event_type: str, execution_id: str | None = None, **fields: Any
-    ) -> EventRecord:
+    ) -> None:
         payload: dict[str, Any] = {"thread_key": thread_key}
         if execution_id is not None:
             payload["execution_id"] = execution_id
         payload.update(fields)
         text = self._redactor.redact(json.dumps(payload, separators=(",", ":"), default=str))
-        (record,) = await self.append_raw(thread_key, [NewEvent(event_type, text, execution_id)])
-        return record
+        self._staged.setdefault(thread_key, []).append(NewEvent(event_type, text, execution_id))
 
     async def append_raw(
         self, thread_key: str, new_events: Sequence[NewEvent]
     ) -> list[EventRecord]:
-        """Append pre-built events; their payloads must already be redacted."""
+        """Append pre-built events (payloads already redacted) after any staged ones."""
+        await self.flush()
+        return await self._write(thread_key, new_events)
+
+    async def flush(self) -> None:
+        staged, self._staged = self._staged, {}
+        for thread_key, new_events in staged.items():
+            await self._write(thread_key, new_events)
+
+    async def _write(self, thread_key: str, new_events: Sequence[NewEvent]) -> list[EventRecord]:
         records = await append_events(self.conn, thread_key, new_events, origin=self._origin)
         self.appended.setdefault(thread_key, []).extend(records)
         return records
@@ -68,6 +81,7 @@ class EventLog:
         async with self.store.write() as conn:
             tx = LogTransaction(conn, self.redactor, self.notifier.origin)
             yield tx
+            await tx.flush()
         # Committed: publish before any await so buffers receive batches in commit order.
         for thread_key, records in tx.appended.items():
             self.recent.add(thread_key, records)

@@ -150,7 +150,7 @@ class RecoveryLoop:
                         tx.conn, row.sandbox_id, idle_pause_at=None
                     )
                     continue
-                await tx.append(
+                tx.append(
                     row.thread_key,
                     "session.sandbox_paused",
                     sandbox_id=row.sandbox_id,

@@ -74,14 +74,6 @@ class SandboxAllocator:
 
     async def _create(self, session: SessionRecord) -> str:
         sandbox_id = new_id("sbx")
-        async with self._log.write() as tx:
-            await sandbox_queries.insert_sandbox(
-                tx.conn,
-                sandbox_id=sandbox_id,
-                thread_key=session.thread_key,
-                backend=self._settings.sandbox_backend,
-                harness_type=session.harness_type,
-            )
         spec = SandboxSpec(
             sandbox_id=sandbox_id,
             harness=session.harness_type,
@@ -95,13 +87,17 @@ class SandboxAllocator:
             labels={"thread_key": session.thread_key, "harness": session.harness_type},
             principal_id=session.principal_id,
         )
-        try:
-            await self._backend.create(spec)
-        except BaseException:
-            await self._set_state(sandbox_id, "gone")
-            raise
+        await self._backend.create(spec)
+        # Recorded once it runs: a crash before this line leaves a sandbox no session points
+        # at, which the orphan sweep at start-up stops.
         async with self._log.write() as tx:
-            await sandbox_queries.update_sandbox(tx.conn, sandbox_id, state="running")
+            await sandbox_queries.insert_sandbox(
+                tx.conn,
+                sandbox_id=sandbox_id,
+                thread_key=session.thread_key,
+                backend=self._settings.sandbox_backend,
+                harness_type=session.harness_type,
+            )
             await session_queries.update_session(tx.conn, session.thread_key, sandbox_id=sandbox_id)
         return sandbox_id
 

@@ -95,7 +95,7 @@ class SessionService:
                 metadata=metadata or {},
             )
             if created and self._isolation_note:
-                await tx.append(thread_key, "session.isolation_disabled", note=self._isolation_note)
+                tx.append(thread_key, "session.isolation_disabled", note=self._isolation_note)
             session = await session_queries.get_session(tx.conn, thread_key, for_update=True)
             assert session is not None
             if created or session.harness_type == harness_type:
@@ -125,7 +125,7 @@ class SessionService:
                 sandbox_id=None,
                 harness_thread_id=None,
             )
-            await tx.append(
+            tx.append(
                 thread_key,
                 "session.harness_switched",
                 old_harness=session.harness_type,
@@ -150,7 +150,7 @@ class SessionService:
             await self.interrupt(thread_key, reason="archived")
         async with self._log.write() as tx:
             await session_queries.update_session(tx.conn, thread_key, status="archived")
-            await tx.append(thread_key, "session.archived")
+            tx.append(thread_key, "session.archived")
         if session.sandbox_id is not None:
             async with self._allocator.lock(thread_key):
                 await self._allocator.discard(session.sandbox_id)
@@ -199,14 +199,14 @@ class SessionService:
                 delivered, error = False, str(exc)
         async with self._log.write() as tx:
             if delivered:
-                await tx.append(
+                tx.append(
                     execution.thread_key,
                     "session.steering_delivered",
                     execution.execution_id,
                     message_count=len(lines),
                 )
             else:
-                await tx.append(
+                tx.append(
                     execution.thread_key,
                     "session.steering_failed",
                     execution.execution_id,
@@ -215,7 +215,8 @@ class SessionService:
 
     # -- executions -----------------------------------------------------------------------
 
-    async def execute(self, thread_key: str, request: ExecuteRequest) -> ExecutionRecord:
+    async def execute(self, thread_key: str, request: ExecuteRequest) -> tuple[str, str]:
+        """Queue an execution; returns its id and status (an idempotent replay's, if any)."""
         if not self.accepting:
             raise Unavailable("the server is shutting down", code="shutting_down")
         for index, line in enumerate(request.input_lines):
@@ -240,7 +241,7 @@ class SessionService:
         if request.idempotency_key is not None:
             existing = await self._by_key(thread_key, request.idempotency_key)
             if existing is not None:
-                return existing
+                return existing.execution_id, existing.status
         execution_id = new_id("exe")
         try:
             async with self._log.write() as tx:
@@ -256,7 +257,7 @@ class SessionService:
                         "max_duration_ms": request.max_duration_ms,
                     },
                 )
-                await tx.append(
+                tx.append(
                     thread_key,
                     "session.execution_queued",
                     execution_id,
@@ -266,7 +267,7 @@ class SessionService:
             if request.idempotency_key is not None:
                 existing = await self._by_key(thread_key, request.idempotency_key)
                 if existing is not None:
-                    return existing
+                    return existing.execution_id, existing.status
             active = await self._active(thread_key)
             raise Conflict(
                 "another execution is active in this session"
@@ -275,7 +276,7 @@ class SessionService:
                 execution_id=active.execution_id if active else None,
             ) from None
         self._driver.kick(execution_id)
-        return await self.get_execution(thread_key, execution_id)
+        return execution_id, "queued"
 
     async def get_execution(self, thread_key: str, execution_id: str) -> ExecutionRecord:
         validate_thread_key(thread_key)
@@ -298,7 +299,7 @@ class SessionService:
                 if await execution_queries.finish(
                     tx.conn, active.execution_id, status="cancelled", owner=None, reason=reason
                 ):
-                    await tx.append(
+                    tx.append(
                         thread_key,
                         "session.execution_cancelled",
                         active.execution_id,
@@ -317,9 +318,7 @@ class SessionService:
         except SandboxError:
             return False, active.execution_id
         async with self._log.write() as tx:
-            await tx.append(
-                thread_key, "session.interrupt_delivered", active.execution_id, reason=reason
-            )
+            tx.append(thread_key, "session.interrupt_delivered", active.execution_id, reason=reason)
         return True, active.execution_id
 
     # -- sandbox control ------------------------------------------------------------------
@@ -334,7 +333,7 @@ class SessionService:
             paused = await self._allocator.pause(session.sandbox_id)
         if paused:
             async with self._log.write() as tx:
-                await tx.append(
+                tx.append(
                     thread_key,
                     "session.sandbox_paused",
                     sandbox_id=session.sandbox_id,
@@ -350,9 +349,7 @@ class SessionService:
             resumed = await self._allocator.resume(session.sandbox_id)
         if resumed:
             async with self._log.write() as tx:
-                await tx.append(
-                    thread_key, "session.sandbox_resumed", sandbox_id=session.sandbox_id
-                )
+                tx.append(thread_key, "session.sandbox_resumed", sandbox_id=session.sandbox_id)
         return resumed
 
     # -- helpers --------------------------------------------------------------------------

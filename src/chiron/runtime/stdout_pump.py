@@ -74,6 +74,10 @@ class StdoutPump:
                         batch = batch[: index + 1]
                         break
                 fresh = [line for line in batch if line.end_offset > ctx.stored_offset]
+                if outcome is not None and len(fresh) > 1:
+                    # Readers see the turn's output before the finishing writes are done.
+                    await self._store(ctx, fresh[:-1], None, finisher)
+                    fresh = fresh[-1:]
                 if fresh or outcome is not None:
                     await self._store(ctx, fresh, outcome, finisher)
                 if outcome is not None:
@@ -127,7 +131,7 @@ class StdoutPump:
                 raise LeaseLost(ctx.execution_id)
             stored = await tx.append_raw(ctx.thread_key, new_events)
             for index, line in truncations:
-                await tx.append(
+                tx.append(
                     ctx.thread_key,
                     "session.output.truncated",
                     ctx.execution_id,

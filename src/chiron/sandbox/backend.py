@@ -69,6 +69,14 @@ class OutputLine:
 
 
 @dataclass(frozen=True)
+class InputReceipt:
+    """`offset`: the output-log end when the lines reached stdin; the turn's output follows it."""
+
+    offset: int
+    written: bool
+
+
+@dataclass(frozen=True)
 class SandboxInfo:
     sandbox_id: str
     state: SandboxState
@@ -81,14 +89,15 @@ class SandboxBackend(Protocol):
 
     async def status(self, sandbox_id: str) -> SandboxState: ...
 
-    async def write_input(self, sandbox_id: str, lines: list[str], *, token: str) -> bool:
+    async def write_input(self, sandbox_id: str, lines: list[str], *, token: str) -> InputReceipt:
         """Write NDJSON lines to the harness's stdin, at most once per `token`.
 
-        Returns False when lines with this token were already delivered (nothing is written).
-        Raises SandboxLost when the sandbox is not running.
+        Lines with an already delivered token are not written again; the receipt then says so
+        and carries the original offset. Raises SandboxLost when the sandbox is not running.
         """
 
-    async def input_delivered(self, sandbox_id: str, token: str) -> bool: ...
+    async def input_delivered(self, sandbox_id: str, token: str) -> int | None:
+        """The output-log offset at which `token`'s lines were written, or None if never."""
 
     async def output_end(self, sandbox_id: str) -> int:
         """Offset of the end of the output log right now."""

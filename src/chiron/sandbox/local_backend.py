@@ -24,6 +24,7 @@ from typing import Any
 import chiron
 from chiron.sandbox import bwrap_command, host_processes, supervisor
 from chiron.sandbox.backend import (
+    InputReceipt,
     OutputLine,
     SandboxError,
     SandboxInfo,
@@ -385,7 +386,7 @@ class LocalSandboxBackend:
 
     # -- input -------------------------------------------------------------------------
 
-    async def write_input(self, sandbox_id: str, lines: list[str], *, token: str) -> bool:
+    async def write_input(self, sandbox_id: str, lines: list[str], *, token: str) -> InputReceipt:
         for index, line in enumerate(lines):
             if "\n" in line or "\r" in line:
                 raise SandboxError(f"input line {index} contains a line break")
@@ -400,23 +401,28 @@ class LocalSandboxBackend:
             raise SandboxLost(f"sandbox {sandbox_id} cannot take input: {exc}") from None
         except TimeoutError:
             raise SandboxError(f"writing to sandbox {sandbox_id} timed out") from None
-        return bool(answer.get("written"))
+        return InputReceipt(offset=int(answer["offset"]), written=bool(answer.get("written")))
 
-    async def input_delivered(self, sandbox_id: str, token: str) -> bool:
+    async def input_delivered(self, sandbox_id: str, token: str) -> int | None:
         _check_token(token)
         directory = self._dir(sandbox_id)
         try:
             answer = await request(
                 directory.socket, {"op": "delivered", "token": token}, timeout=_REQUEST_TIMEOUT_S
             )
-            return bool(answer.get("delivered"))
+            offset = answer.get("offset")
+            return int(offset) if answer.get("delivered") and offset is not None else None
         except (SupervisorUnreachable, SupervisorRefused):
             # The supervisor is gone; the tokens it recorded on disk still answer.
             try:
                 recorded = directory.delivered_tokens.read_text().splitlines()
             except OSError:
-                return False
-            return token in recorded
+                return None
+            for entry in recorded:
+                name, _, offset_text = entry.partition(" ")
+                if name == token and offset_text.isdigit():
+                    return int(offset_text)
+            return None
         except TimeoutError:
             raise SandboxError(f"the supervisor of sandbox {sandbox_id} does not answer") from None
 

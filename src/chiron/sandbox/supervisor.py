@@ -13,8 +13,9 @@ line per connection, answered by one JSON line (`read` then streams raw log byte
 
     status                      -> {ok, state: running|suspended|exited, output_end, eof,
                                     exit_code, pid}
-    write {lines, token}        -> {ok, written}; lines go to stdin at most once per token
-    delivered {token}           -> {ok, delivered}
+    write {lines, token}        -> {ok, written, offset}; lines go to stdin at most once per
+                                   token; offset = output-log end when they were written
+    delivered {token}           -> {ok, delivered, offset}
     read {offset}               -> {ok} then output.log from offset, following appends; the
                                    connection closes once stdout hit EOF, the harness exited
                                    and all was sent
@@ -204,7 +205,8 @@ class Supervisor:
         self.eof = False
         self.exit_code: int | None = None
         self.suspended = False
-        self.delivered: set[str] = set()
+        # token -> output-log end at the moment its lines were written to stdin
+        self.delivered: dict[str, int] = {}
         # Without a PID namespace (isolation `none`) the harness's session is its scope.
         self.session_scope = not spec.get("pid_namespace", True)
         self.init_pid = harness.pid
@@ -290,7 +292,8 @@ class Supervisor:
         elif op == "write":
             _reply(conn, self._write(request.get("lines"), request.get("token")))
         elif op == "delivered":
-            _reply(conn, {"ok": True, "delivered": request.get("token") in self.delivered})
+            offset = self.delivered.get(str(request.get("token")))
+            _reply(conn, {"ok": True, "delivered": offset is not None, "offset": offset})
         elif op == "read":
             self._stream(conn, request.get("offset"))
         elif op in ("pause", "resume"):
@@ -325,21 +328,23 @@ class Supervisor:
             return {"ok": False, "error": "lines must be a list of strings"}
         with self.write_lock:
             if token in self.delivered:
-                return {"ok": True, "written": False}
+                return {"ok": True, "written": False, "offset": self.delivered[token]}
             if self.exit_code is not None:
                 return {"ok": False, "error": "harness exited"}
             payload = "".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass")
+            with self.cond:
+                offset = self.output_end
             try:
                 _write_all(self.harness.stdin_w, payload)
             except OSError:
                 return {"ok": False, "error": "harness exited"}
-            self.delivered.add(token)
+            self.delivered[token] = offset
             fd = os.open(TOKENS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                _write_all(fd, token.encode() + b"\n")
+                _write_all(fd, f"{token} {offset}\n".encode())
             finally:
                 os.close(fd)
-            return {"ok": True, "written": True}
+            return {"ok": True, "written": True, "offset": offset}
 
     def _stream(self, conn: socket.socket, offset: Any) -> None:
         with self.cond:

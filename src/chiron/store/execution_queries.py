@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -85,20 +85,30 @@ async def insert_queued(
 
 async def claim(
     conn: AsyncConnection, execution_id: str, *, owner: str, lease_seconds: float
-) -> bool:
-    """queued → running for exactly one caller, who also takes the output lease."""
+) -> ExecutionRecord | None:
+    """queued → running for exactly one caller, who also takes the output lease.
+
+    Returns the claimed execution, or None when someone else claimed it (or it ended).
+    """
     now = utcnow()
-    result = await conn.execute(
-        sa.update(executions)
-        .where(executions.c.execution_id == execution_id, executions.c.status == "queued")
-        .values(
-            status="running",
-            started_at=now,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
+    row = (
+        (
+            await conn.execute(
+                sa.update(executions)
+                .where(executions.c.execution_id == execution_id, executions.c.status == "queued")
+                .values(
+                    status="running",
+                    started_at=now,
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                )
+                .returning(*executions.c)
+            )
         )
+        .mappings()
+        .one_or_none()
     )
-    return bool(result.rowcount)
+    return None if row is None else _record(row)
 
 
 async def take_over_lease(
@@ -207,7 +217,3 @@ async def list_by_status(
         .all()
     )
     return [_record(row) for row in rows]
-
-
-def lease_deadline(seconds: float) -> datetime:
-    return utcnow() + timedelta(seconds=seconds)

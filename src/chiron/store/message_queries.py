@@ -44,6 +44,27 @@ async def append_message(
         existing = await find_by_client_id(conn, thread_key, client_message_id)
         if existing is not None:
             return existing.message_id, False
+    message_id = await insert_message(
+        conn,
+        thread_key,
+        client_message_id=client_message_id,
+        role=role,
+        parts=parts,
+        metadata=metadata,
+    )
+    return message_id, True
+
+
+async def insert_message(
+    conn: AsyncConnection,
+    thread_key: str,
+    *,
+    client_message_id: str | None,
+    role: str,
+    parts: list[Any],
+    metadata: dict[str, Any],
+) -> str:
+    """Insert without the idempotency look-up, for callers that write a message only once."""
     message_id = new_id("msg")
     await conn.execute(
         sa.insert(messages).values(
@@ -56,7 +77,7 @@ async def append_message(
             created_at=utcnow(),
         )
     )
-    return message_id, True
+    return message_id
 
 
 async def list_messages(conn: AsyncConnection, thread_key: str) -> list[MessageRecord]:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chiron.store.records import SandboxRecord
-from chiron.store.tables import sandboxes
+from chiron.store.tables import sandboxes, sessions
 from chiron.store.types import utcnow
 
 LIVE_STATES = ("created", "running", "suspended")
@@ -25,7 +25,7 @@ async def insert_sandbox(
             thread_key=thread_key,
             backend=backend,
             harness_type=harness_type,
-            state="created",
+            state="running",
             created_at=now,
             last_active_at=now,
         )
@@ -69,6 +69,18 @@ async def due_for_idle_pause(conn: AsyncConnection, now: datetime) -> list[Sandb
         .all()
     )
     return [SandboxRecord(**dict(row)) for row in rows]
+
+
+async def touch_session_sandbox(
+    conn: AsyncConnection, thread_key: str, *, idle_pause_at: datetime
+) -> None:
+    """Mark the session's current sandbox active now, to be paused at `idle_pause_at`."""
+    current = sa.select(sessions.c.sandbox_id).where(sessions.c.thread_key == thread_key)
+    await conn.execute(
+        sa.update(sandboxes)
+        .where(sandboxes.c.sandbox_id == current.scalar_subquery())
+        .values(**touch_values(idle_pause_at))
+    )
 
 
 def touch_values(idle_pause_at: datetime | None) -> dict[str, Any]:
