@@ -29,14 +29,19 @@ TERMINAL = (
 )
 
 
-async def raw_insert_rate(database_url: str, rows: int) -> float:
-    """Rows per second for plain batched INSERTs into the events table, same driver."""
+async def raw_insert_rate(database_url: str, rows: int, *, via_core: bool, key: str) -> float:
+    """Rows per second for plain batched INSERTs into the events table.
+
+    `via_core=False`: rows handed straight to the driver's executemany (the floor of what the
+    database costs); `via_core=True`: the same rows through SQLAlchemy Core, the layer an
+    application on this stack writes through.
+    """
     store = Store(database_url)
     now = utcnow()
     async with store.write() as conn:
         await conn.execute(
             sa.insert(sessions).values(
-                thread_key="bench:raw", status="idle", harness_type="shell",
+                thread_key=key, status="idle", harness_type="shell",
                 principal_id="prn_raw", metadata={}, last_event_id=0,
                 created_at=now, updated_at=now, last_active_at=now,
             )
@@ -50,20 +55,26 @@ async def raw_insert_rate(database_url: str, rows: int) -> float:
     )
     started = time.perf_counter()
     for first in range(1, rows + 1, 2000):
+        ids = range(first, min(first + 2000, rows + 1))
         async with store.write() as conn:
-            await conn.exec_driver_sql(
-                statement,
-                [
-                    ("bench:raw", i, "exe_raw", "session.output.line", line, created)
-                    for i in range(first, min(first + 2000, rows + 1))
-                ],
-            )
+            if via_core:
+                await conn.execute(
+                    sa.insert(events),
+                    [
+                        {"thread_key": key, "event_id": i, "execution_id": "exe_raw",
+                         "event_type": "session.output.line", "payload": line, "created_at": now}
+                        for i in ids
+                    ],
+                )  # fmt: skip
+            else:
+                await conn.exec_driver_sql(
+                    statement,
+                    [(key, i, "exe_raw", "session.output.line", line, created) for i in ids],
+                )
     elapsed = time.perf_counter() - started
     async with store.write() as conn:
         await conn.execute(
-            sa.update(sessions)
-            .where(sessions.c.thread_key == "bench:raw")
-            .values(last_event_id=rows)
+            sa.update(sessions).where(sessions.c.thread_key == key).values(last_event_id=rows)
         )
     await store.dispose()
     return rows / elapsed
@@ -120,20 +131,24 @@ async def run_engine(engine: str, lines: int, clients: int) -> None:
         execution_id = answer.json()["execution_id"]
         delivered = await asyncio.gather(*readers)
         stored_rate = await stored_lines_per_second(server, execution_id)
-        raw_rate = await raw_insert_rate(server.database_url, lines)
+        raw_rate = await raw_insert_rate(server.database_url, lines, via_core=False, key="bench:raw")
+        core_rate = await raw_insert_rate(server.database_url, lines, via_core=True, key="bench:core")
     delivered_rates = [count / seconds for count, seconds in delivered]
     per_client = min(delivered_rates)
-    print(f"[{engine}] raw batched inserts           {raw_rate:10,.0f} rows/s")
+    print(f"[{engine}] raw batched inserts, driver  {raw_rate:10,.0f} rows/s")
+    print(f"[{engine}] raw batched inserts, Core    {core_rate:10,.0f} rows/s")
     print(
-        f"[{engine}] output lines stored           {stored_rate:10,.0f} lines/s   ({stored_rate / raw_rate:.0%} of raw)"
+        f"[{engine}] output lines stored           {stored_rate:10,.0f} lines/s   "
+        f"({stored_rate / raw_rate:.0%} of driver rate, {stored_rate / core_rate:.0%} of Core rate)"
     )
     print(
         f"[{engine}] delivered per SSE client (x{clients}) {per_client:10,.0f} events/s slowest, "
         f"{sum(delivered_rates):,.0f} events/s total   ({per_client / raw_rate:.0%} of raw per client)"
     )
     print(
-        f"[{engine}] target >= 20,000 lines/s and >= 50% of raw: "
-        f"{'met' if stored_rate >= 20_000 and stored_rate >= raw_rate / 2 else 'MISSED'}"
+        f"[{engine}] target >= 20,000 lines/s: {'met' if stored_rate >= 20_000 else 'MISSED'}; "
+        f">= 50% of raw: {'met' if stored_rate >= raw_rate / 2 else 'MISSED'} (driver), "
+        f"{'met' if stored_rate >= core_rate / 2 else 'MISSED'} (Core)"
     )
 
 

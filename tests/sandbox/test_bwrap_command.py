@@ -53,6 +53,7 @@ def test_as_root_no_user_namespace_and_setpriv_drops_everything(paths: HostPaths
         "--no-new-privs",
         "--",
         "/usr/bin/python3",
+        "-P",
         "-s",
         "-S",
         "-c",

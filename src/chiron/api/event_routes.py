@@ -62,6 +62,19 @@ class EventTail:
         self._checked_remote = -1
         self._checked_at = 0.0
 
+    async def next_text(self) -> str:
+        """The next page as SSE text; whole-session streams reuse frames rendered once."""
+        if self.execution_id is None:
+            rendered = self._plane.event_log.recent.rendered_after(
+                self.thread_key, self.cursor, limit=PAGE, render=sse_frame
+            )
+            if rendered is not None and (rendered[0] or not self._database_check_due()):
+                text, scanned_to = rendered
+                self.more = scanned_to - self.cursor >= PAGE
+                self.cursor = scanned_to
+                return text
+        return "".join(sse_frame(event) for event in await self.next_page())
+
     async def next_page(self) -> list[EventRecord]:
         cached = self._plane.event_log.recent.after(
             self.thread_key, self.cursor, execution_id=self.execution_id, limit=PAGE
@@ -184,9 +197,9 @@ async def _sse(tail: EventTail, plane: ControlPlane) -> AsyncIterator[str]:
     yield ": stream open\n\n"
     while True:
         signal = tail.signal()
-        page = await tail.next_page()
-        if page:
-            yield "".join(sse_frame(event) for event in page)
+        text = await tail.next_text()
+        if text:
+            yield text
             last_write = time.monotonic()
         if tail.ended:
             return

@@ -7,12 +7,14 @@ command output, where one notification per line must stay cheap at 100,000 lines
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from json.encoder import encode_basestring
-from typing import Any
+from chiron.harness.wire_json import dumps, encode_string
 
-Message = dict[str, Any]
+TYPE_CHECKING = False  # `typing` stays unimported at run time (see the package docstring)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, TypeAlias
+
+    Message: TypeAlias = dict[str, Any]
 
 
 def notification(method: str, params: dict[str, Any]) -> Message:
@@ -20,7 +22,7 @@ def notification(method: str, params: dict[str, Any]) -> Message:
 
 
 def encode(message: Message) -> bytes:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return dumps(message).encode() + b"\n"
 
 
 def thread_started(thread_id: str) -> Message:
@@ -83,7 +85,7 @@ def output_delta_lines(thread_id: str, turn_id: str, item_id: str, deltas: Itera
     """One `item/commandExecution/outputDelta` line per delta, joined, ready to write."""
     head = (
         '{"method":"item/commandExecution/outputDelta","params":{"threadId":'
-        f'{encode_basestring(thread_id)},"turnId":{encode_basestring(turn_id)},'
-        f'"itemId":{encode_basestring(item_id)},"delta":'
+        f'{encode_string(thread_id)},"turnId":{encode_string(turn_id)},'
+        f'"itemId":{encode_string(item_id)},"delta":'
     )
-    return "".join(f"{head}{encode_basestring(delta)}}}}}\n" for delta in deltas).encode()
+    return "".join(f"{head}{encode_string(delta)}}}}}\n" for delta in deltas).encode()

@@ -8,20 +8,35 @@ diagnostics go to stderr only, because every stdout line is recorded as harness 
 
 from __future__ import annotations
 
+import _thread
 import binascii
-import importlib
-import json
 import os
-import re
 import sys
-import threading
-from pathlib import Path
-from typing import Any, BinaryIO, Protocol
 
 from chiron.harness import protocol
+from chiron.harness.wire_json import loads
+
+TYPE_CHECKING = False  # `typing` stays unimported at run time (see the package docstring)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Protocol
+
+    # What `load_adapter` returns (registry.ADAPTERS names the classes); checked by mypy only.
+    class Adapter(Protocol):
+        def __init__(self, writer: NdjsonWriter, workspace: str) -> None: ...
+
+        def on_user(self, text: str, line: dict[str, Any] | None) -> None:
+            """A user line: starts a turn when idle, steers the running turn otherwise."""
+
+        def on_interrupt(self, reason: str | None) -> None:
+            """End the running turn as interrupted; no-op when idle."""
+
+        def close(self) -> None:
+            """stdin reached EOF: end any running turn and release resources."""
+
 
 ATTACHMENTS_DIR = ".attachments"
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_ID_CHARS = _ALNUM | frozenset("._-")
 
 
 class NdjsonWriter:
@@ -33,7 +48,7 @@ class NdjsonWriter:
 
     def __init__(self, fd: int = 1) -> None:
         self._fd = fd
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._broken = False
 
     def emit(self, message: protocol.Message) -> None:
@@ -49,19 +64,6 @@ class NdjsonWriter:
                     view = view[os.write(self._fd, view) :]
             except OSError:
                 self._broken = True
-
-
-class Adapter(Protocol):
-    def __init__(self, writer: NdjsonWriter, workspace: Path) -> None: ...
-
-    def on_user(self, text: str, line: dict[str, Any] | None) -> None:
-        """A user line: starts a turn when idle, steers the running turn otherwise."""
-
-    def on_interrupt(self, reason: str | None) -> None:
-        """End the running turn as interrupted; no-op when idle."""
-
-    def close(self) -> None:
-        """stdin reached EOF: end any running turn and release resources."""
 
 
 def note(text: str) -> None:
@@ -85,10 +87,15 @@ def user_text(message: Any) -> str:
     return ""
 
 
-def write_attachment_chunk(workspace: Path, line: dict[str, Any]) -> None:
+def is_safe_id(value: str) -> bool:
+    """Whether `value` matches `[A-Za-z0-9][A-Za-z0-9._-]{0,127}` (`re` costs start-up time)."""
+    return 0 < len(value) <= 128 and value[0] in _ALNUM and _ID_CHARS.issuperset(value)
+
+
+def write_attachment_chunk(workspace: str, line: dict[str, Any]) -> None:
     """Append one staged-upload chunk to `<workspace>/.attachments/<attachmentId>/<name>`."""
     attachment_id, name, data = line.get("attachmentId"), line.get("name"), line.get("dataBase64")
-    if not isinstance(attachment_id, str) or not _SAFE_ID.fullmatch(attachment_id):
+    if not isinstance(attachment_id, str) or not is_safe_id(attachment_id):
         note("attachment.chunk ignored: attachmentId must be [A-Za-z0-9._-], up to 128 chars")
         return
     if not isinstance(name, str) or not isinstance(data, str):
@@ -103,26 +110,42 @@ def write_attachment_chunk(workspace: Path, line: dict[str, Any]) -> None:
     except binascii.Error:
         note(f"attachment.chunk {attachment_id} ignored: dataBase64 is not base64")
         return
-    directory = workspace / ATTACHMENTS_DIR / attachment_id
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / safe_name, "ab") as f:
+    directory = os.path.join(workspace, ATTACHMENTS_DIR, attachment_id)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, safe_name), "ab") as f:
         f.write(payload)
 
 
 def load_adapter(target: str) -> type[Adapter]:
     module_name, _, class_name = target.partition(":")
-    adapter: type[Adapter] = getattr(importlib.import_module(module_name), class_name)
+    __import__(module_name)  # `importlib` itself would cost start-up time
+    adapter: type[Adapter] = getattr(sys.modules[module_name], class_name)
     return adapter
 
 
-def serve(adapter: Adapter, workspace: Path, stdin: BinaryIO) -> None:
+def workspace_from_env() -> str:
+    """`CHIRON_WORKSPACE` (else the current directory) as an absolute path, spelled the way
+    `str(pathlib.Path(...))` spells it: no `.` or empty segment, no trailing slash.
+
+    Absolute because commands are started there by changing the harness's own directory
+    (see `command_process`); a relative value is taken from the start-up directory.
+    """
+    path = os.environ.get("CHIRON_WORKSPACE") or os.getcwd()
+    if not path.startswith("/"):
+        path = os.path.join(os.getcwd(), path)
+    # POSIX keeps a leading `//` (and only exactly two slashes) as it is; pathlib does too.
+    root = "//" if path.startswith("//") and not path.startswith("///") else "/"
+    return root + "/".join(part for part in path.split("/") if part not in ("", "."))
+
+
+def serve(adapter: Adapter, workspace: str, stdin: BinaryIO) -> None:
     """Dispatch stdin lines to `adapter` until EOF."""
     for raw in stdin:
         stripped = raw.strip()
         if not stripped:
             continue
         try:
-            line = json.loads(stripped)
+            line = loads(stripped)
         except ValueError:
             line = None
         if not isinstance(line, dict):
@@ -146,7 +169,7 @@ def serve(adapter: Adapter, workspace: Path, stdin: BinaryIO) -> None:
 
 
 def run(adapter_target: str) -> int:
-    workspace = Path(os.environ.get("CHIRON_WORKSPACE") or os.getcwd())
+    workspace = workspace_from_env()
     writer = NdjsonWriter()
     adapter = load_adapter(adapter_target)(writer, workspace)
     serve(adapter, workspace, sys.stdin.buffer)

@@ -8,19 +8,20 @@ group (TERM, then KILL after a grace period).
 
 from __future__ import annotations
 
-import contextlib
+import _queue
+import _thread
 import os
-import queue
 import select
-import signal
-import subprocess
-import threading
 import time
-from pathlib import Path
-from typing import Any
 
 from chiron.harness import protocol
+from chiron.harness.command_process import SIGKILL, SIGTERM, CommandProcess, spawn
+from chiron.harness.daemon_thread import DaemonThread
 from chiron.harness.server import NdjsonWriter, note
+
+TYPE_CHECKING = False  # `typing` stays unimported at run time (see the package docstring)
+if TYPE_CHECKING:
+    from typing import Any
 
 TAIL_BYTES = 64 * 1024
 KILL_GRACE_S = 2.0
@@ -61,13 +62,13 @@ class _Turn:
         self.announce_thread = announce_thread
         self.turn_id = _new_id("turn")
         self.item_id = _new_id("item")
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: CommandProcess | None = None
         self.interrupted_at: float | None = None
         self.killed = False
         self.tail = bytearray()
-        self.steering: queue.Queue[bytes | None] = queue.Queue()
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, name=f"turn-{self.turn_id}", daemon=True)
+        self.steering: _queue.SimpleQueue[bytes | None] = _queue.SimpleQueue()
+        self.lock = _thread.allocate_lock()
+        self.thread = DaemonThread(self._run, name=f"turn-{self.turn_id}")
 
     # -- called from the stdin thread --------------------------------------------------
 
@@ -80,17 +81,12 @@ class _Turn:
                 return
             self.interrupted_at = time.monotonic()
             if self.proc is not None:
-                self._signal_group(signal.SIGTERM)
+                self.proc.signal_group(SIGTERM)
 
     # -- turn thread -------------------------------------------------------------------
 
     def _emit(self, message: protocol.Message) -> None:
         self.adapter.writer.emit(message)
-
-    def _signal_group(self, sig: int) -> None:
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
 
     def _group_alive(self) -> bool:
         """Whether a live (not zombie) process is left in the command's process group.
@@ -114,7 +110,7 @@ class _Turn:
         return False
 
     def _run(self) -> None:
-        thread_id, cwd = self.adapter.thread_id, str(self.adapter.workspace)
+        thread_id, cwd = self.adapter.thread_id, self.adapter.workspace
         if self.announce_thread:
             self._emit(protocol.thread_started(thread_id))
         self._emit(protocol.turn_started(thread_id, self.turn_id))
@@ -167,49 +163,44 @@ class _Turn:
             if self.interrupted_at is not None:
                 return 130
             try:
-                self.proc = subprocess.Popen(
-                    ["/bin/bash", "-c", self.command],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    cwd=cwd,
-                    process_group=0,
-                    bufsize=0,
-                )
-            except OSError as exc:
+                self.proc = spawn(self.command, cwd)
+            except (OSError, ValueError) as exc:
+                # ValueError: a NUL byte or lone surrogate that no argv can carry.
                 message = f"cannot run /bin/bash: {exc}\n".encode()
                 self._output(bytearray(message), final=True)
                 return 127
         proc = self.proc
-        assert proc.stdin is not None and proc.stdout is not None
-        feeder = threading.Thread(target=self._feed_stdin, args=(proc.stdin,), daemon=True)
+        feeder = DaemonThread(self._feed_stdin, proc.stdin_fd, name=f"stdin-{self.turn_id}")
         feeder.start()
         try:
             self._pump(proc)
         finally:
             self.steering.put(None)
-            proc.stdout.close()
+            os.close(proc.output_fd)
         # bash may still run after closing its output; keep honouring an interrupt meanwhile.
+        # It usually exits right after: look again soon, then back off.
+        delay = 0.0005
         while (returncode := proc.poll()) is None:
             self._escalate(time.monotonic())
-            time.sleep(0.02)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
         if self.interrupted_at is not None:
             self._wait_group_gone()
         feeder.join(timeout=1.0)
         return returncode if returncode >= 0 else 128 - returncode
 
-    def _feed_stdin(self, stdin: Any) -> None:
+    def _feed_stdin(self, fd: int) -> None:
         while (data := self.steering.get()) is not None:
             try:
-                stdin.write(data)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
             except OSError:
                 note("steering dropped: the command no longer reads its stdin")
-        with contextlib.suppress(OSError):
-            stdin.close()
+        os.close(fd)
 
-    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
+    def _pump(self, proc: CommandProcess) -> None:
+        fd = proc.output_fd
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         pending = bytearray()
@@ -233,8 +224,9 @@ class _Turn:
     def _escalate(self, now: float) -> None:
         interrupted_at = self.interrupted_at
         if interrupted_at is not None and not self.killed and now - interrupted_at >= KILL_GRACE_S:
+            assert self.proc is not None
             self.killed = True
-            self._signal_group(signal.SIGKILL)
+            self.proc.signal_group(SIGKILL)
 
     def _wait_group_gone(self) -> None:
         # Reported as interrupted only once nothing of the command's group is left.
@@ -271,11 +263,11 @@ class _Turn:
 class ShellAdapter:
     """Runs each user turn as a shell command; see the module docstring."""
 
-    def __init__(self, writer: NdjsonWriter, workspace: Path) -> None:
+    def __init__(self, writer: NdjsonWriter, workspace: str) -> None:
         self.writer = writer
         self.workspace = workspace
         self.thread_id = _new_id("thread")
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._turn: _Turn | None = None
         self._turns = 0
 

@@ -38,6 +38,9 @@ from chiron.store.types import utcnow
 
 logger = logging.getLogger(__name__)
 
+# How long a harness gets to end a turn it was told to stop at the deadline.
+_INTERRUPT_GRACE_S = 5.0
+
 TERMINAL_EVENT = {
     "completed": "session.execution_completed",
     "failed": "session.execution_failed",
@@ -77,6 +80,10 @@ class ExecutionDriver:
         self._pump = pump
         self._tasks = tasks
         self.owner = owner
+        # Interrupts that arrived before the run's input reached its sandbox.
+        self._early_interrupts: dict[str, str] = {}
+        # Outcomes decided by the driver (a deadline) that win over what the harness reports.
+        self._forced_outcomes: dict[str, TurnOutcome] = {}
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -94,6 +101,13 @@ class ExecutionDriver:
 
     def is_driving(self, execution_id: str) -> bool:
         return f"exec:{execution_id}" in self._tasks
+
+    def request_interrupt(self, execution_id: str, reason: str) -> bool:
+        """Interrupt a run driven here even if its input is not in the sandbox yet."""
+        if not self.is_driving(execution_id):
+            return False
+        self._early_interrupts[execution_id] = reason
+        return True
 
     async def drain(self, timeout: float) -> None:
         await self._tasks.wait(timeout, prefix="exec:")
@@ -140,14 +154,10 @@ class ExecutionDriver:
             done, _ = await asyncio.wait(
                 {turn, heartbeat}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
-            if turn in done:
-                outcome = turn.result()
-            elif heartbeat in done:
-                return  # lease lost: another process drives this execution now
-            else:
-                turn.cancel()
-                await self._interrupt_quietly(execution, "max_duration_exceeded")
-                outcome = TurnOutcome(
+            if not done:
+                # Past the deadline: ask the harness to stop and give it a moment, so the
+                # turn's last lines (and its end) stay with this execution, not the next.
+                forced = TurnOutcome(
                     status="failed",
                     error=(
                         f"execution exceeded its maximum duration of "
@@ -155,6 +165,20 @@ class ExecutionDriver:
                     ),
                     reason="max_duration_exceeded",
                 )
+                self._forced_outcomes[execution.execution_id] = forced
+                await self._interrupt_quietly(execution, "max_duration_exceeded")
+                done, _ = await asyncio.wait(
+                    {turn, heartbeat},
+                    timeout=_INTERRUPT_GRACE_S,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done:
+                    turn.cancel()
+                    outcome = forced
+            if turn in done:
+                outcome = turn.result()
+            elif heartbeat in done:
+                return  # lease lost: another process drives this execution now
         except LeaseLost:
             return
         except SandboxLost as error:
@@ -170,6 +194,8 @@ class ExecutionDriver:
             logger.exception("execution crashed", extra={"execution_id": execution.execution_id})
             outcome = TurnOutcome(status="failed", error="internal error", reason="internal_error")
         finally:
+            self._early_interrupts.pop(execution.execution_id, None)
+            self._forced_outcomes.pop(execution.execution_id, None)
             self._log.metrics.executions_driving.dec()
             for task in (turn, heartbeat):
                 if not task.done():
@@ -194,7 +220,8 @@ class ExecutionDriver:
             ready = await self._allocator.ensure(session)
             self._log.metrics.sandboxes_ready.labels(ready.source).inc()
             receipt = None
-            if input_lines:
+            early = self._early_interrupts.get(execution_id)
+            if input_lines and early is None:
                 lines = [with_context(line, session, execution_id) for line in input_lines]
                 receipt = await self._backend.write_input(
                     ready.sandbox_id, lines, token=execution_id
@@ -204,8 +231,13 @@ class ExecutionDriver:
             async with self._log.write() as tx:
                 await self._log_start(tx, execution, start)
                 await self._record_start(tx, execution, ready.sandbox_id, receipt, ready=ready)
+            if early is not None and receipt is None and input_lines:
+                return TurnOutcome(status="cancelled", reason=early)
             if receipt is None:
                 return TurnOutcome(status="completed", completion_reason="allocation_only")
+            late = self._early_interrupts.get(execution_id)
+            if late is not None:
+                await self._send_interrupt(ready.sandbox_id, execution_id, late)
             located = (ready.sandbox_id, receipt.offset, receipt.offset)
         sandbox_id, first_offset, stored = located
         ctx = PumpContext(
@@ -332,6 +364,7 @@ class ExecutionDriver:
         outcome: TurnOutcome,
         tracker: TurnTracker,
     ) -> None:
+        outcome = self._forced_outcomes.get(execution.execution_id, outcome)
         redact = self._log.redactor.redact
         outcome = dataclasses.replace(
             outcome,
@@ -419,13 +452,17 @@ class ExecutionDriver:
 
     async def _interrupt_quietly(self, execution: ExecutionRecord, reason: str) -> None:
         current = await self._execution(execution.execution_id)
-        if current.sandbox_id is None:
-            return
+        sandbox_id = current.sandbox_id
+        if sandbox_id is None:
+            sandbox_id = (await self._session(execution.thread_key)).sandbox_id
+        if sandbox_id is not None:
+            await self._send_interrupt(sandbox_id, execution.execution_id, reason)
+
+    async def _send_interrupt(self, sandbox_id: str, execution_id: str, reason: str) -> None:
         line = json.dumps({"type": "interrupt", "reason": reason})
+        # One interrupt per execution is enough: the token makes repeats no-ops.
         with contextlib.suppress(SandboxError):
-            await self._backend.write_input(
-                current.sandbox_id, [line], token=f"{execution.execution_id}:{reason}"
-            )
+            await self._backend.write_input(sandbox_id, [line], token=f"{execution_id}-interrupt")
 
     async def _session(self, thread_key: str) -> SessionRecord:
         async with self._log.store.read() as conn:

@@ -9,7 +9,7 @@ process wrote) falls back to the database, which stays the source of truth.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from chiron.store.records import EventRecord
 
@@ -18,10 +18,12 @@ _SIZE_OVERHEAD = 200
 
 
 class _SessionBuffer:
-    __slots__ = ("bytes", "events")
+    __slots__ = ("bytes", "events", "frames")
 
     def __init__(self) -> None:
         self.events: list[EventRecord] = []
+        # Wire renderings of events[0:len(frames)], made once and shared by every reader.
+        self.frames: list[str] = []
         self.bytes = 0
 
 
@@ -61,6 +63,7 @@ class RecentEvents:
     def _drop_front(self, buffer: _SessionBuffer, count: int) -> None:
         dropped = sum(_SIZE_OVERHEAD + len(r.payload) for r in buffer.events[:count])
         del buffer.events[:count]
+        del buffer.frames[:count]
         buffer.bytes -= dropped
         self._total_bytes -= dropped
 
@@ -85,3 +88,23 @@ class RecentEvents:
         if execution_id is None:
             return window, window[-1].event_id
         return [e for e in window if e.execution_id == execution_id], window[-1].event_id
+
+    def rendered_after(
+        self, thread_key: str, cursor: int, *, limit: int, render: Callable[[EventRecord], str]
+    ) -> tuple[str, int] | None:
+        """Like `after` for a whole-session stream, as wire text rendered once per event."""
+        buffer = self._buffers.get(thread_key)
+        if buffer is None or not buffer.events:
+            return None
+        events = buffer.events
+        first = events[0].event_id
+        if cursor + 1 < first or cursor > events[-1].event_id:
+            return None
+        if cursor == events[-1].event_id:
+            return "", cursor
+        start = cursor + 1 - first
+        stop = min(len(events), start + limit)
+        frames = buffer.frames
+        if len(frames) < stop:
+            frames.extend(render(event) for event in events[len(frames) : stop])
+        return "".join(frames[start:stop]), events[stop - 1].event_id

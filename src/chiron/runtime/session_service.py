@@ -310,13 +310,22 @@ class SessionService:
             active = await self._active(thread_key)
             if active is None:
                 return False, None
-        if active.sandbox_id is None:
-            return False, active.execution_id
+        requested = False
+        if active.output_offset is None:
+            # Its input may not be in the sandbox yet: the driver holds it back or follows it
+            # with the interrupt. Then look again, in case the input went in meanwhile.
+            requested = self._driver.request_interrupt(active.execution_id, reason)
+            active = await self.get_execution(thread_key, active.execution_id)
+            if requested and active.output_offset is None:
+                return True, active.execution_id
+        sandbox_id = active.sandbox_id or (await self.get_session(thread_key)).sandbox_id
+        if sandbox_id is None:
+            return requested, active.execution_id
         line = json.dumps({"type": "interrupt", "reason": reason})
         try:
-            await self._backend.write_input(active.sandbox_id, [line], token=new_id("int"))
+            await self._backend.write_input(sandbox_id, [line], token=new_id("int"))
         except SandboxError:
-            return False, active.execution_id
+            return requested, active.execution_id
         async with self._log.write() as tx:
             tx.append(thread_key, "session.interrupt_delivered", active.execution_id, reason=reason)
         return True, active.execution_id

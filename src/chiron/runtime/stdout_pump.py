@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +28,6 @@ from chiron.store.types import utcnow
 
 BATCH_LINES = 2000
 _QUEUE_LINES = 8000
-_EOF = object()
 
 
 @dataclass
@@ -62,11 +62,11 @@ class StdoutPump:
         Returns None when the output ended (orderly EOF) without a terminal line; raises
         SandboxLost if the sandbox vanished and LeaseLost if another process took over.
         """
-        queue: asyncio.Queue[object] = asyncio.Queue(maxsize=_QUEUE_LINES)
-        reader = asyncio.create_task(_fill(lines, queue), name=f"pump-reader:{ctx.execution_id}")
+        buffer = _LineBuffer()
+        reader = asyncio.create_task(buffer.fill(lines), name=f"pump-reader:{ctx.execution_id}")
         try:
             while True:
-                batch, ended = await _take_batch(queue)
+                batch, ended = await buffer.take(BATCH_LINES)
                 outcome: TurnOutcome | None = None
                 for index, line in enumerate(batch):
                     outcome = tracker.observe(line.data)
@@ -146,28 +146,41 @@ class StdoutPump:
             ctx.stored_offset = batch[-1].end_offset
 
 
-async def _fill(lines: AsyncIterator[OutputLine], queue: asyncio.Queue[object]) -> None:
-    try:
-        async for line in lines:
-            await queue.put(line)
-    finally:
-        await queue.put(_EOF)
+class _LineBuffer:
+    """Lines read ahead of the pump: a deque and two events, cheaper per line than a Queue.
 
+    The reader keeps filling while the pump waits on the database, which is what turns a
+    flood of output into large batches.
+    """
 
-async def _take_batch(queue: asyncio.Queue[object]) -> tuple[list[OutputLine], bool]:
-    item = await queue.get()
-    if item is _EOF:
-        return [], True
-    batch = [item]
-    while len(batch) < BATCH_LINES:
+    def __init__(self) -> None:
+        self._lines: deque[OutputLine] = deque()
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._ended = False
+
+    async def fill(self, lines: AsyncIterator[OutputLine]) -> None:
         try:
-            item = queue.get_nowait()
-        except asyncio.QueueEmpty:
-            break
-        if item is _EOF:
-            return batch, True  # type: ignore[return-value]
-        batch.append(item)
-    return batch, False  # type: ignore[return-value]
+            async for line in lines:
+                self._lines.append(line)
+                self._ready.set()
+                if len(self._lines) >= _QUEUE_LINES:
+                    self._room.clear()
+                    await self._room.wait()
+        finally:
+            self._ended = True
+            self._ready.set()
+
+    async def take(self, limit: int) -> tuple[list[OutputLine], bool]:
+        """Up to `limit` lines once any are there; True as second item when input ended."""
+        while not self._lines and not self._ended:
+            self._ready.clear()
+            await self._ready.wait()
+        count = min(limit, len(self._lines))
+        batch = [self._lines.popleft() for _ in range(count)]
+        self._room.set()
+        return batch, self._ended and not self._lines
 
 
 def _json_payload(ctx: PumpContext, **fields: object) -> str:

@@ -52,7 +52,9 @@ HARNESS_BOOT = "import sys; from chiron.harness.__main__ import main; sys.exit(m
 
 
 def harness_argv(python: str, harness: str) -> list[str]:
-    return [python, "-s", "-S", "-c", HARNESS_BOOT, "--adapter", harness]
+    # -P: the harness starts in /workspace, where the agent could plant a module named like
+    # one the harness imports; never put the working directory on its import path.
+    return [python, "-P", "-s", "-S", "-c", HARNESS_BOOT, "--adapter", harness]
 
 
 def bwrap_argv(

@@ -580,8 +580,9 @@ def _valid_id(name: str) -> bool:
 
 
 def _check_token(token: str) -> None:
-    if not token or len(token) > 512 or "\n" in token or "\r" in token:
-        raise SandboxError("an input token must be 1-512 characters without line breaks")
+    # The supervisor records "token offset" lines: no blanks or line breaks inside a token.
+    if not token or len(token) > 512 or any(ch.isspace() for ch in token):
+        raise SandboxError("an input token must be 1-512 characters without white space")
 
 
 def _redact(text: str, env: dict[str, str]) -> str:
