@@ -131,8 +131,12 @@ async def run_engine(engine: str, lines: int, clients: int) -> None:
         execution_id = answer.json()["execution_id"]
         delivered = await asyncio.gather(*readers)
         stored_rate = await stored_lines_per_second(server, execution_id)
-        raw_rate = await raw_insert_rate(server.database_url, lines, via_core=False, key="bench:raw")
-        core_rate = await raw_insert_rate(server.database_url, lines, via_core=True, key="bench:core")
+        raw_rate = await raw_insert_rate(
+            server.database_url, lines, via_core=False, key="bench:raw"
+        )
+        core_rate = await raw_insert_rate(
+            server.database_url, lines, via_core=True, key="bench:core"
+        )
     delivered_rates = [count / seconds for count, seconds in delivered]
     per_client = min(delivered_rates)
     print(f"[{engine}] raw batched inserts, driver  {raw_rate:10,.0f} rows/s")

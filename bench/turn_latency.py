@@ -33,14 +33,14 @@ TERMINAL = (
 )
 
 
-async def one_turn(server: BenchServer, thread_key: str, command: str) -> float:
-    """Seconds from sending execute to the first output line arriving on an open SSE stream."""
+async def one_turn(
+    server: BenchServer, thread_key: str, command: str, cursor: int
+) -> tuple[float, int]:
+    """Seconds from sending execute to the first output line arriving on an SSE stream opened
+    after event `cursor`, and the id of the turn's terminal event (the next turn's cursor)."""
     client = server.client
-    last = (
-        await client.get(f"/api/session/{thread_key}/events", params={"format": "json", "wait": 0})
-    ).json()
-    cursor = last["last_event_id"]
     url = f"/api/session/{thread_key}/events?after_event_id={cursor}"
+    terminal_id = cursor
     first_output: float | None = None
     async with aconnect_sse(client, "GET", url) as source:
         events = source.aiter_sse()
@@ -55,9 +55,10 @@ async def one_turn(server: BenchServer, thread_key: str, command: str) -> float:
             if sse.event in TERMINAL:
                 if sse.event != "session.execution_completed":
                     raise RuntimeError(f"turn ended with {sse.event}: {sse.data}")
+                terminal_id = int(sse.id)
                 break
     assert first_output is not None
-    return first_output
+    return first_output, terminal_id
 
 
 async def main(turns: int) -> None:
@@ -66,13 +67,16 @@ async def main(turns: int) -> None:
     async with bench_server() as server:
         client = server.client
         await client.post("/api/session/bench:reused", json={"harness_type": "shell"})
-        await one_turn(server, "bench:reused", "echo warm-up")
-        reused = [await one_turn(server, "bench:reused", "echo hi") for _ in range(turns)]
+        _, cursor = await one_turn(server, "bench:reused", "echo warm-up", 0)
+        reused = []
+        for _ in range(turns):
+            latency, cursor = await one_turn(server, "bench:reused", "echo hi", cursor)
+            reused.append(latency)
         cold = []
         for index in range(turns):
             key = f"bench:cold-{index}"
             await client.post(f"/api/session/{key}", json={"harness_type": "shell"})
-            cold.append(await one_turn(server, key, "echo hi"))
+            cold.append((await one_turn(server, key, "echo hi", 0))[0])
             await client.delete(f"/api/session/{key}")
 
     raw_true_p50 = percentile(raw_true, 0.5)

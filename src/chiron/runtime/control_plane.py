@@ -37,7 +37,7 @@ class ControlPlane:
         self.notifier = EventNotifier()
         self.metrics = Metrics()
         self.event_log = EventLog(self.store, self.notifier, default_redactor, self.metrics)
-        self.backend = LocalSandboxBackend(settings)
+        self.backend = LocalSandboxBackend(settings, keep_spare_supervisor=True)
         self.tasks = TaskSet()
         isolation = settings.sandbox_isolation
         self.allocator = SandboxAllocator(
@@ -72,6 +72,7 @@ class ControlPlane:
     async def start(self) -> None:
         self.settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.backend.check()
+        self.backend.start_spare()
         await upgrade_to_head(self.store)
         if self.store.is_postgresql:
             self._listener = PostgresListener(self.settings.resolved_database_url, self.notifier)
@@ -87,6 +88,7 @@ class ControlPlane:
         self.service.accepting = False
         await self.driver.drain(self.settings.shutdown_drain_seconds)
         await self.tasks.close()
+        self.backend.close()
         if self._listener is not None:
             await self._listener.stop()
         await self.store.dispose()

@@ -51,6 +51,11 @@ _SUPERVISOR_BOOT = (
     "import sys; sys.path.append(sys.argv[1]); import supervisor; "
     "sys.exit(supervisor.main(sys.argv[1:]))"
 )
+_STANDBY_BOOT = (
+    "import sys; sys.path.append(sys.argv[1]); import supervisor; "
+    "sys.exit(supervisor.standby(sys.argv[1:]))"
+)
+_SUPERVISOR_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 _REQUEST_TIMEOUT_S = 10.0
 _WRITE_TIMEOUT_S = 60.0
 _READ_CHUNK = 1 << 20
@@ -66,7 +71,12 @@ class LocalSandboxBackend:
     """
 
     def __init__(
-        self, settings: Settings, *, bwrap_path: str = "bwrap", setpriv_path: str = "setpriv"
+        self,
+        settings: Settings,
+        *,
+        bwrap_path: str = "bwrap",
+        setpriv_path: str = "setpriv",
+        keep_spare_supervisor: bool = False,
     ) -> None:
         self._settings = settings
         self._isolated = settings.sandbox_isolation == "bwrap"
@@ -79,6 +89,10 @@ class LocalSandboxBackend:
         self._uid_lock = threading.Lock()
         self._uids: dict[str, int] = {}
         self._creating: set[str] = set()
+        # A supervisor process started ahead of time (see supervisor.standby): a cold sandbox
+        # then skips an interpreter start. Kept only when asked, and ended by `close()`.
+        self._keep_spare = keep_spare_supervisor
+        self._spare: subprocess.Popen[bytes] | None = None
         self._locate_tools(bwrap_path, setpriv_path)
 
     # -- configuration -----------------------------------------------------------------
@@ -179,6 +193,7 @@ class LocalSandboxBackend:
                 finally:
                     os.close(ready_fd)
                 await self._reap_launcher(launcher)
+                self._start_spare()
             except BaseException:
                 await asyncio.shield(self._discard(sandbox_id, directory, launcher))
                 raise
@@ -269,7 +284,59 @@ class LocalSandboxBackend:
             },
         }
 
+    def start_spare(self) -> None:
+        """Start a standby supervisor now (when enabled) so the first cold sandbox uses it."""
+        self._start_spare()
+
+    def _start_spare(self) -> None:
+        if not self._keep_spare or (self._spare is not None and self._spare.poll() is None):
+            return
+        try:
+            self._spare = subprocess.Popen(
+                [self._python, "-I", "-S", "-c", _STANDBY_BOOT, _SUPERVISOR_DIR],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd="/",
+                env=_SUPERVISOR_ENV,
+            )
+        except OSError:
+            self._spare = None
+
+    def _hand_over_spare(self, directory: SandboxDir) -> tuple[subprocess.Popen[bytes], int] | None:
+        spare, self._spare = self._spare, None
+        if spare is None or spare.poll() is not None:
+            return None
+        assert spare.stdin is not None and spare.stdout is not None
+        try:
+            spare.stdin.write(os.fsencode(directory.root) + b"\n")
+            spare.stdin.close()
+        except OSError:
+            spare.kill()
+            spare.wait()
+            return None
+        ready_fd = os.dup(spare.stdout.fileno())
+        spare.stdout.close()
+        return spare, ready_fd
+
+    def close(self) -> None:
+        """End the spare supervisor, if any (sandboxes themselves keep running)."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            assert spare.stdin is not None and spare.stdout is not None
+            spare.stdin.close()  # a standby supervisor exits when its stdin closes
+            spare.stdout.close()
+            try:
+                spare.wait(5)
+            except subprocess.TimeoutExpired:
+                spare.kill()
+                spare.wait()
+
     def _launch_supervisor(self, directory: SandboxDir) -> tuple[subprocess.Popen[bytes], int]:
+        handed_over = self._hand_over_spare(directory)
+        if handed_over is not None:
+            return handed_over
         ready_r, ready_w = os.pipe()
         log_fd = os.open(
             directory.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
@@ -294,7 +361,7 @@ class LocalSandboxBackend:
                 pass_fds=(ready_w,),
                 start_new_session=True,
                 cwd=directory.root,
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                env=_SUPERVISOR_ENV,
             )
         except OSError as exc:
             os.close(ready_r)

@@ -560,7 +560,38 @@ def _reply(conn: socket.socket, message: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    sandbox_dir, ready_fd = os.path.abspath(argv[1]), int(argv[2])
+    """`supervisor.py SANDBOX_DIR READY_FD`: supervise the sandbox described in SANDBOX_DIR."""
+    return _supervise(os.path.abspath(argv[1]), int(argv[2]))
+
+
+def standby(argv: list[str]) -> int:
+    """`supervisor.py --standby`: start up now, take a sandbox directory later.
+
+    The control plane keeps one such process ready so a cold sandbox does not wait for an
+    interpreter to start. It writes the sandbox directory as one line to stdin and reads
+    "ready"/"failed" from stdout; stdin closing first (the control plane went away) ends it.
+    """
+    line = sys.stdin.buffer.readline()
+    if not line.endswith(b"\n"):
+        return 0
+    sandbox_dir = os.path.abspath(os.fsdecode(line[:-1]))
+    ready_fd = os.dup(1)
+    # From here on our own output belongs in the sandbox's log, like a freshly launched one's.
+    log_fd = os.open(
+        os.path.join(sandbox_dir, SUPERVISOR_LOG),
+        os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+        0o600,
+    )
+    null_fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null_fd, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(null_fd)
+    os.close(log_fd)
+    return _supervise(sandbox_dir, ready_fd)
+
+
+def _supervise(sandbox_dir: str, ready_fd: int) -> int:
     os.chdir(sandbox_dir)
     os.set_inheritable(ready_fd, False)
     pid = os.fork()
@@ -610,4 +641,4 @@ def _same_directory(path: str) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(standby(sys.argv) if sys.argv[1:] == ["--standby"] else main(sys.argv))
