@@ -6,6 +6,7 @@ and every background loop, so the API's lifespan has exactly one thing to start 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -67,7 +68,6 @@ class ControlPlane:
             allocator=self.allocator,
             backend=self.backend,
         )
-        self._listener: PostgresListener | None = None
 
     async def start(self) -> None:
         self.settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -75,8 +75,9 @@ class ControlPlane:
         self.backend.start_spare()
         await upgrade_to_head(self.store)
         if self.store.is_postgresql:
-            self._listener = PostgresListener(self.settings.resolved_database_url, self.notifier)
-            await self._listener.start()
+            listener = PostgresListener(self.settings.resolved_database_url, self.notifier)
+            self.tasks.spawn("loop:pg-listen", listener.run())
+            await asyncio.wait_for(listener.connected.wait(), timeout=30)
         await self.recovery.start_up()
         self.tasks.spawn("loop:recovery", self.recovery.run_forever())
         self.tasks.spawn("loop:idle-pause", self.recovery.run_idle_pauser())
@@ -89,8 +90,6 @@ class ControlPlane:
         await self.driver.drain(self.settings.shutdown_drain_seconds)
         await self.tasks.close()
         self.backend.close()
-        if self._listener is not None:
-            await self._listener.stop()
         await self.store.dispose()
 
 

@@ -53,27 +53,48 @@ class EventNotifier:
 
 
 class PostgresListener:
-    """Forwards NOTIFYs on the events channel from other processes to an EventNotifier."""
+    """Forwards NOTIFYs on the events channel from other processes to an EventNotifier.
+
+    `run()` keeps one LISTEN connection open and reconnects (with back-off) when it drops;
+    while it is down, readers still see new events through their periodic re-query.
+    """
 
     def __init__(self, database_url: str, notifier: EventNotifier) -> None:
         url = make_url(database_url).set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
         self._notifier = notifier
-        self._connection: Any = None
+        self.connected = asyncio.Event()
+        self.connections = 0
 
-    async def start(self) -> None:
+    async def run(self) -> None:
         import asyncpg
 
-        self._connection = await asyncpg.connect(self._dsn)
-        await self._connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        delay = 0.5
+        while True:
+            lost = asyncio.Event()
+            try:
+                connection = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": "chiron-listen"}
+                )
+            except (OSError, asyncpg.PostgresError) as error:
+                logger.warning("LISTEN connection failed: %s; retrying", type(error).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            try:
+                connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                self.connections += 1
+                self.connected.set()
+                delay = 0.5
+                await lost.wait()
+                logger.warning("LISTEN connection lost; reconnecting")
+            finally:
+                self.connected.clear()
+                with contextlib.suppress(Exception):
+                    await connection.close(timeout=2)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         origin, _, thread_key = payload.partition(" ")
         if origin != self._notifier.origin:
             self._notifier.notify(thread_key, remote=True)
-
-    async def stop(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
-            self._connection = None
