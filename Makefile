@@ -19,3 +19,4 @@ bench: setup
 	.venv/bin/python bench/turn_latency.py
 	.venv/bin/python bench/event_throughput.py
 	.venv/bin/python bench/concurrency.py
+	.venv/bin/python bench/proxy_overhead.py

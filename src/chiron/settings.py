@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -87,6 +88,28 @@ class Settings(BaseSettings):
         default=64 * MIB, description="Request body cap for messages and execute."
     )
     log_level: str = Field(default="INFO", description="Log level of the server.")
+    # Checked when the server loads it (chiron.credentials.encryption), not here: a settings
+    # validation error would print the value it got.
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Key encrypting secret values at rest (base64 of 32 bytes); "
+        "generated into home/secrets.key (0600) when unset.",
+    )
+    egress_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma list of hosts every sandbox may reach (exact or *.one-label "
+        "wildcards); granted secrets add their own hosts.",
+    )
+    egress_upstream_ca: Path | None = Field(
+        default=None,
+        description="Extra CA bundle (PEM) the egress proxy trusts upstream, added to the "
+        "system bundle (private services, tests).",
+    )
+    egress_resolve: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Comma list of host=ip:port name overrides used by the egress proxy "
+        "(split DNS, tests); overridden names may point at private addresses.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -123,6 +146,67 @@ class Settings(BaseSettings):
                 f"postgresql+asyncpg://, got a URL with scheme {value.split(':', 1)[0]!r}"
             )
         return value
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_egress_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _check_egress_allow(cls, value: list[str]) -> list[str]:
+        from chiron.credentials.errors import InvalidDeclaration
+        from chiron.credentials.host_rules import normalize_host_pattern
+
+        try:
+            return sorted({normalize_host_pattern(h, "host") for h in value})
+        except InvalidDeclaration as exc:
+            raise ValueError(f"CHIRON_EGRESS_ALLOW: {exc.problem}") from None
+
+    @field_validator("egress_resolve", mode="before")
+    @classmethod
+    def _split_egress_resolve(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        entries: dict[str, str] = {}
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            host, sep, target = part.partition("=")
+            if not sep:
+                raise ValueError(f"CHIRON_EGRESS_RESOLVE: {part!r} is not host=ip:port")
+            entries[host.strip()] = target.strip()
+        return entries
+
+    @field_validator("egress_resolve")
+    @classmethod
+    def _check_egress_resolve(cls, value: dict[str, str]) -> dict[str, str]:
+        import ipaddress
+
+        from chiron.credentials.errors import InvalidDeclaration
+        from chiron.credentials.host_rules import normalize_host_pattern
+
+        checked = {}
+        for raw_host, target in value.items():
+            try:
+                host = normalize_host_pattern(raw_host, "host")
+            except InvalidDeclaration as exc:
+                raise ValueError(f"CHIRON_EGRESS_RESOLVE: {exc.problem}") from None
+            ip, sep, port = target.rpartition(":")
+            try:
+                ipaddress.ip_address(ip.removeprefix("[").removesuffix("]"))
+                valid = bool(sep) and port.isdigit() and 0 < int(port) < 65536
+            except ValueError:
+                valid = False
+            if host.startswith("*.") or not valid:
+                raise ValueError(
+                    f"CHIRON_EGRESS_RESOLVE: {raw_host}={target!r} must be host=ip:port "
+                    "(one host name, an IP address and a port)"
+                )
+            checked[host] = target
+        return checked
 
     @property
     def resolved_database_url(self) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from chiron.harness import __main__ as harness_main
 from chiron.sandbox import bwrap_command
+from chiron.sandbox.backend import EgressBinding
 from chiron.sandbox.bwrap_command import HostPaths
 
 
@@ -118,3 +119,66 @@ def test_synthetic_passwd_names_the_sandbox_user() -> None:
     files = bwrap_command.synthetic_etc(1_500_001, 1_500_001)
     assert b"agent:x:1500001:1500001:" in files["passwd"]
     assert b"localhost" in files["hosts"]
+
+
+def _egress(tmp_path: Path) -> EgressBinding:
+    (tmp_path / "listener").mkdir()
+    return EgressBinding(tmp_path / "listener" / "proxy.sock", tmp_path / "ca.pem", 3128)
+
+
+def test_egress_mounts_the_listener_dir_and_the_ca_certificate_only(
+    paths: HostPaths, tmp_path: Path
+) -> None:
+    egress = _egress(tmp_path)
+    plain = bwrap_command.bwrap_argv(
+        bwrap="bwrap",
+        setpriv=None,
+        uid=None,
+        paths=paths,
+        python="/usr/bin/python3",
+        harness="shell",
+    )
+    argv = bwrap_command.bwrap_argv(
+        bwrap="bwrap",
+        setpriv=None,
+        uid=None,
+        paths=paths,
+        python="/usr/bin/python3",
+        harness="shell",
+        egress=egress,
+        socat="/usr/bin/socat",
+    )
+    added = set(_sources(argv)) - set(_sources(plain))
+    assert added == {str(tmp_path / "listener"), str(tmp_path / "ca.pem")}
+    pairs = {(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--ro-bind"}
+    assert (str(tmp_path / "listener"), bwrap_command.EGRESS_DIR) in pairs
+    assert (str(tmp_path / "ca.pem"), bwrap_command.EGRESS_CA) in pairs
+    if os.path.isfile(bwrap_command.SYSTEM_CA_BUNDLE):
+        assert (str(tmp_path / "ca.pem"), bwrap_command.SYSTEM_CA_BUNDLE) in pairs
+    # Still no network namespace shared with the host: loopback only, as without egress.
+    assert "--share-net" not in argv and "--unshare-all" in argv
+    tail = argv[argv.index(bwrap_command.EGRESS_BOOT) - 1 :]
+    assert tail == [
+        "-c",
+        bwrap_command.EGRESS_BOOT,
+        "3128",
+        "/run/chiron-egress/proxy.sock",
+        "/usr/bin/socat",
+        "--adapter",
+        "shell",
+    ]
+    with pytest.raises(ValueError, match="socat"):
+        bwrap_command.harness_argv("/usr/bin/python3", "shell", egress=egress)
+
+
+def test_egress_environment_points_every_tool_at_the_proxy(tmp_path: Path) -> None:
+    env = bwrap_command.sandbox_env(
+        {"GITHUB_TOKEN": "GITHUB_TOKEN", "HTTPS_PROXY": "http://elsewhere:1"}, _egress(tmp_path)
+    )
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert env[name] == "http://127.0.0.1:3128"
+    assert env["NO_PROXY"] == env["no_proxy"] == "localhost,127.0.0.1"
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO"):
+        assert env[name] == bwrap_command.EGRESS_CA
+    assert env["GITHUB_TOKEN"] == "GITHUB_TOKEN"
+    assert not any("PROXY" in name.upper() for name in bwrap_command.sandbox_env({}))

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from chiron import __version__
-from chiron.api import event_routes, health_routes, key_routes, session_routes
+from chiron.api import credential_routes, event_routes, health_routes, key_routes, session_routes
 from chiron.api.errors import install_error_handlers
 from chiron.api.limits import BodyLimitMiddleware
 from chiron.runtime.control_plane import ControlPlane, load_or_create_admin_key
@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(event_routes.router)
     app.include_router(key_routes.router)
     app.include_router(session_routes.router)
+    app.include_router(credential_routes.router)
     return app
 
 

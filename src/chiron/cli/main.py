@@ -13,6 +13,7 @@ from chiron.cli import (
     doctor_command,
     events_command,
     keys_command,
+    secrets_command,
     sessions_command,
     up_command,
 )
@@ -54,3 +55,7 @@ app.command("sessions")(sessions_command.sessions)
 app.command("events")(events_command.events)
 app.command("doctor")(doctor_command.doctor)
 app.add_typer(keys_command.app, name="keys")
+app.add_typer(secrets_command.secrets_app, name="secrets")
+app.add_typer(secrets_command.grants_app, name="grants")
+app.add_typer(secrets_command.roles_app, name="roles")
+app.command("audit")(secrets_command.audit)

@@ -12,6 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
+from chiron.credentials import load_known_values
 from chiron.redaction import default_redactor
 from chiron.runtime.driver import ExecutionDriver
 from chiron.runtime.event_log import EventLog
@@ -74,6 +75,7 @@ class ControlPlane:
         self.backend.check()
         self.backend.start_spare()
         await upgrade_to_head(self.store)
+        await load_known_values(self.store, self.settings)  # key loaded, values redacted
         if self.store.is_postgresql:
             listener = PostgresListener(self.settings.resolved_database_url, self.notifier)
             self.tasks.spawn("loop:pg-listen", listener.run())

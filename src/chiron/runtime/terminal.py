@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Only lines containing one of these can matter; the rest skip JSON parsing entirely.
+_OUTPUT_DELTA = b'{"method":"item/commandExecution/outputDelta"'
 _INTERESTING = re.compile(
     rb'turn/|turn\.|"error"|"result"|item/completed|item\.completed|thread/started'
     rb'|thread\.started|"assistant"|"system"'
@@ -37,7 +38,8 @@ class TurnTracker:
         self.harness_thread_id: str | None = None
 
     def observe(self, line: bytes) -> TurnOutcome | None:
-        if _INTERESTING.search(line) is None:
+        # Streamed command output is most of a busy turn and can never end it.
+        if line.startswith(_OUTPUT_DELTA) or _INTERESTING.search(line) is None:
             return None
         try:
             message = json.loads(line)

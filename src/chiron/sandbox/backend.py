@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 
@@ -44,6 +45,25 @@ class ResourceLimits:
 
 
 @dataclass(frozen=True)
+class EgressBinding:
+    """A sandbox's only way out: an egress proxy listener on a host unix socket (DESIGN.md §6).
+
+    The socket's directory is mounted into the sandbox (read-only), so it must hold nothing
+    but this sandbox's socket; a listener re-created there after a restart is found again.
+    `ca_cert` is the proxy CA's certificate (never its key): the sandbox trusts only it.
+    Inside, the proxy answers on 127.0.0.1:`proxy_port`, announced by `HTTP(S)_PROXY`.
+    """
+
+    socket_path: Path
+    ca_cert: Path
+    proxy_port: int = 3128
+
+    def __post_init__(self) -> None:
+        if not 0 < self.proxy_port < 65536:
+            raise ValueError(f"proxy_port {self.proxy_port} is not a TCP port")
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     sandbox_id: str
     harness: str
@@ -52,6 +72,8 @@ class SandboxSpec:
     files: dict[str, bytes] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     principal_id: str | None = None
+    # None: no network at all but loopback (as before the egress proxy existed).
+    egress: EgressBinding | None = None
 
 
 @dataclass(frozen=True)

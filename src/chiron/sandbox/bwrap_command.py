@@ -3,6 +3,13 @@
 Owns what a sandbox can see: mounts, namespaces, identity, environment. Nothing here starts a
 process; the supervisor runs the argv this module builds.
 
+Network: the sandbox always gets a network namespace of its own with only loopback. With an
+`EgressBinding`, its way out is the egress proxy: the proxy's unix socket directory is mounted
+at `/run/chiron-egress`, and a boot step before the harness starts `socat` listening on
+127.0.0.1:<proxy_port> inside, forwarding to that socket (`EGRESS_BOOT`); `HTTP(S)_PROXY` and
+the CA variables point there, and the proxy CA's certificate is also mounted over the system
+bundle for tools that ignore the variables.
+
 Run as root, bwrap uses no user namespace (with one, the sandbox would be real root on the host)
 and `setpriv` turns every process inside into an unprivileged host uid with no capabilities.
 Run as anyone else, bwrap maps the caller into a fresh user namespace.
@@ -13,6 +20,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from chiron.sandbox.backend import EgressBinding
 
 WORKSPACE = "/workspace"
 HOME = "/home/agent"
@@ -33,6 +42,17 @@ ETC_BINDS = (
     "/etc/nsswitch.conf",
 )
 SYNTHETIC_ETC = ("passwd", "group", "hosts", "hostname")
+EGRESS_DIR = "/run/chiron-egress"
+EGRESS_CA = "/etc/chiron-egress-ca.pem"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+EGRESS_CA_VARIABLES = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+)
 _ROOT_LINKS = ("/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin")
 
 
@@ -51,10 +71,66 @@ class HostPaths:
 HARNESS_BOOT = "import sys; from chiron.harness.__main__ import main; sys.exit(main(sys.argv[1:]))"
 
 
-def harness_argv(python: str, harness: str) -> list[str]:
+# The egress bridge, then the harness (HARNESS_BOOT): `socat` listens on 127.0.0.1:<port> and
+# forwards each connection to the proxy's unix socket. It is double-forked into a session of
+# its own (the pid-namespace init reaps it and it dies with the sandbox; the harness never
+# waits for it), holds none of the harness's pipes (or supervisor stdin/stdout would not see
+# EOF), and the harness reports ready only once the bridge listens.
+EGRESS_BOOT = """\
+import os, sys, time
+port, target, socat = sys.argv[1:4]
+del sys.argv[1:4]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.setsid()
+        if os.fork() == 0:
+            null = os.open("/dev/null", os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            os.closerange(3, 1 << 16)
+            listen = "TCP-LISTEN:%s,bind=127.0.0.1,fork,reuseaddr,nodelay" % port
+            os.execv(socat, [socat, listen, "UNIX-CONNECT:" + target])
+    finally:
+        os._exit(0)
+os.waitpid(pid, 0)
+listening = "0100007F:%04X 00000000:0000 0A" % int(port)
+deadline = time.monotonic() + 10
+while True:
+    with open("/proc/net/tcp") as table:
+        if listening in table.read():
+            break
+    if time.monotonic() > deadline:
+        sys.stderr.write("sandbox: the egress bridge (socat) did not start\\n")
+        sys.exit(70)
+    time.sleep(0.002)
+from chiron.harness.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def harness_argv(
+    python: str, harness: str, *, egress: EgressBinding | None = None, socat: str | None = None
+) -> list[str]:
     # -P: the harness starts in /workspace, where the agent could plant a module named like
     # one the harness imports; never put the working directory on its import path.
-    return [python, "-P", "-s", "-S", "-c", HARNESS_BOOT, "--adapter", harness]
+    if egress is None:
+        return [python, "-P", "-s", "-S", "-c", HARNESS_BOOT, "--adapter", harness]
+    if socat is None:
+        raise ValueError("socat is required for a sandbox with an egress binding")
+    target = f"{EGRESS_DIR}/{egress.socket_path.name}"
+    boot = [python, "-P", "-s", "-S", "-c", EGRESS_BOOT, str(egress.proxy_port), target, socat]
+    return [*boot, "--adapter", harness]
+
+
+def egress_mounts(egress: EgressBinding) -> list[str]:
+    """The proxy socket's directory and the CA certificate (also over the system bundle)."""
+    argv = ["--perms", "0755", "--dir", "/run"]
+    argv += ["--ro-bind", str(egress.socket_path.parent), EGRESS_DIR]
+    argv += ["--ro-bind", str(egress.ca_cert), EGRESS_CA]
+    if os.path.isfile(SYSTEM_CA_BUNDLE):
+        argv += ["--ro-bind", str(egress.ca_cert), SYSTEM_CA_BUNDLE]
+    return argv
 
 
 def bwrap_argv(
@@ -66,10 +142,13 @@ def bwrap_argv(
     python: str,
     harness: str,
     command: list[str] | None = None,
+    egress: EgressBinding | None = None,
+    socat: str | None = None,
 ) -> list[str]:
     """The full command line; `setpriv` and `uid` are given when the server runs as root.
 
-    `command` replaces the harness (for a start-up self-check).
+    `command` replaces the harness (for a start-up self-check). With `egress`, the proxy is
+    mounted and bridged in (`socat` is the bridge's path on the host, under /usr).
     """
     argv = [bwrap]
     if uid is not None:
@@ -99,6 +178,8 @@ def bwrap_argv(
         argv += ["--tmpfs", "/etc/ssl/private"]
     for name in SYNTHETIC_ETC:
         argv += ["--ro-bind", str(paths.etc / name), f"/etc/{name}"]
+    if egress is not None:
+        argv += egress_mounts(egress)
     argv += ["--bind", str(paths.workspace), WORKSPACE, "--bind", str(paths.home), HOME]
     argv += ["--ro-bind", str(paths.package_dir), f"{PACKAGE_ROOT}/chiron"]
     argv += ["--chdir", WORKSPACE]
@@ -107,11 +188,23 @@ def bwrap_argv(
             raise ValueError("setpriv is required when bwrap runs as root")
         argv += [setpriv, "--reuid", str(uid), "--regid", str(uid), "--clear-groups"]
         argv += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-    return argv + (command if command is not None else harness_argv(python, harness))
+    if command is None:
+        command = harness_argv(python, harness, egress=egress, socat=socat)
+    return argv + command
 
 
-def sandbox_env(extra: dict[str, str]) -> dict[str, str]:
-    """Environment inside a bwrap sandbox: nothing of the host's, plus `extra`.
+def egress_env(egress: EgressBinding) -> dict[str, str]:
+    """What tells every common tool to go through the proxy and trust its CA."""
+    proxy = f"http://127.0.0.1:{egress.proxy_port}"
+    env = {name: proxy for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    env |= {"NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1"}
+    env |= {name: EGRESS_CA for name in EGRESS_CA_VARIABLES}
+    return env
+
+
+def sandbox_env(extra: dict[str, str], egress: EgressBinding | None = None) -> dict[str, str]:
+    """Environment inside a bwrap sandbox: nothing of the host's, plus `extra`, plus the proxy
+    variables when the sandbox has an egress binding (they win over `extra`).
 
     The supervisor starts bwrap with exactly this environment instead of `--clearenv` plus
     `--setenv`, so values never appear on a command line (readable by every host user).
@@ -126,6 +219,7 @@ def sandbox_env(extra: dict[str, str]) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "CHIRON_WORKSPACE": WORKSPACE,
         **extra,
+        **(egress_env(egress) if egress is not None else {}),
         READY_FD_VARIABLE: str(READY_FD),
     }
 

@@ -76,6 +76,7 @@ class LocalSandboxBackend:
         *,
         bwrap_path: str = "bwrap",
         setpriv_path: str = "setpriv",
+        socat_path: str = "socat",
         keep_spare_supervisor: bool = False,
     ) -> None:
         self._settings = settings
@@ -85,6 +86,8 @@ class LocalSandboxBackend:
         self._package_dir = Path(chiron.__file__).resolve().parent
         self._bwrap: str | None = None
         self._setpriv: str | None = None
+        # The egress bridge; only needed (and checked) for sandboxes with an egress binding.
+        self._socat = shutil.which(socat_path)
         self._rng = random.SystemRandom()
         self._uid_lock = threading.Lock()
         self._uids: dict[str, int] = {}
@@ -172,6 +175,7 @@ class LocalSandboxBackend:
 
     async def create(self, spec: SandboxSpec) -> str:
         sandbox_id = check_sandbox_id(spec.sandbox_id)
+        self._check_egress(spec)
         directory = self._dir(sandbox_id)
         if sandbox_id in self._creating or directory.root.exists():
             raise SandboxError(f"sandbox {sandbox_id} already exists")
@@ -200,6 +204,25 @@ class LocalSandboxBackend:
         finally:
             self._creating.discard(sandbox_id)
         return sandbox_id
+
+    def _check_egress(self, spec: SandboxSpec) -> None:
+        egress = spec.egress
+        if egress is None or not self._isolated:
+            # Without isolation the harness has the host's network anyway: there is no
+            # namespace to bridge the proxy into (see `isolation_note`).
+            return
+        if self._socat is None or not self._socat.startswith("/usr/"):
+            raise SandboxUnavailable(
+                "socat under /usr is needed to bridge the egress proxy into sandboxes: "
+                "install it (apt install socat)"
+            )
+        if not egress.socket_path.parent.is_dir():
+            raise SandboxError(
+                f"the egress listener directory {egress.socket_path.parent} does not exist: "
+                "open the sandbox's listener before creating it"
+            )
+        if not egress.ca_cert.is_file():
+            raise SandboxError(f"the egress CA certificate {egress.ca_cert} does not exist")
 
     def _make_dir(self, spec: SandboxSpec, directory: SandboxDir) -> int | None:
         """Create the directory (only ours once this returns); the sandbox uid when root."""
@@ -257,8 +280,10 @@ class LocalSandboxBackend:
                 paths=paths,
                 python=self._python,
                 harness=spec.harness,
+                egress=spec.egress,
+                socat=self._socat,
             )
-            env = bwrap_command.sandbox_env(spec.env)
+            env = bwrap_command.sandbox_env(spec.env, spec.egress)
             # Without its own uid or user namespace a sandbox would share the process count
             # of the server's user, so the cap only applies to isolated sandboxes.
             rlimits["nproc"] = limits.max_processes

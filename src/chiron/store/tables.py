@@ -137,3 +137,94 @@ api_keys = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("revoked_at", Timestamp, nullable=True),
 )
+
+# -- credential boundary (DESIGN.md §8) ---------------------------------------------------------
+
+# Named `secrets` in SQL; the Python name keeps the standard library's `secrets` usable beside it.
+secrets_table = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    # The declaration without its value (chiron.credentials.secret_model); safe to show.
+    sa.Column("spec", JsonDocument, nullable=False),
+    # AES-256-GCM of the value, its nonce, and which key sealed it.
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+    sa.Column("nonce", sa.LargeBinary, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("fingerprint", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+roles = sa.Table(
+    "roles",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+principal_roles = sa.Table(
+    "principal_roles",
+    metadata,
+    sa.Column("principal_id", sa.String(128), primary_key=True),
+    sa.Column(
+        "role", sa.String(64), sa.ForeignKey("roles.name", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_principal_roles_role", "role"),
+)
+
+# A grant gives one principal or one role the use of one secret. NULLs never collide in a
+# unique constraint, so each constraint only binds the rows of its own kind of subject.
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("grant_id", sa.String(40), primary_key=True),
+    sa.Column(
+        "secret_name",
+        sa.String(128),
+        sa.ForeignKey("secrets.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("principal_id", sa.String(128), nullable=True),
+    sa.Column(
+        "role", sa.String(64), sa.ForeignKey("roles.name", ondelete="CASCADE"), nullable=True
+    ),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.CheckConstraint("(principal_id IS NULL) <> (role IS NULL)", name="ck_grants_one_subject"),
+    sa.UniqueConstraint("secret_name", "principal_id", name="uq_grants_secret_principal"),
+    sa.UniqueConstraint("secret_name", "role", name="uq_grants_secret_role"),
+    sa.Index("ix_grants_principal", "principal_id"),
+    sa.Index("ix_grants_role", "role"),
+)
+
+# One row per request through an egress proxy. Secret names only, never values; the path is
+# stored without its query string.
+egress_audit = sa.Table(
+    "egress_audit",
+    metadata,
+    sa.Column(
+        "audit_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("time", Timestamp, nullable=False),
+    sa.Column("sandbox_id", sa.String(64), nullable=True),
+    sa.Column("thread_key", sa.String(512), nullable=True),
+    sa.Column("principal_id", sa.String(128), nullable=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("secret_names", JsonDocument, nullable=False),
+    sa.Column("bytes_in", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("bytes_out", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("duration_ms", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_egress_audit_time", "time"),
+    sa.Index("ix_egress_audit_thread", "thread_key", "time"),
+)

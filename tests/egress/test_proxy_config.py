@@ -1,0 +1,103 @@
+"""ProxyConfig: built from secrets or from the registry's effective config."""
+
+from __future__ import annotations
+
+from chiron.credentials import Grant, effective_config, parse_declaration
+from chiron.egress import (
+    InjectAs,
+    ProxyConfig,
+    ReplaceIn,
+    SecretRule,
+    Transform,
+    proxy_config_from_effective,
+)
+
+VALUE = "real-value-123456789"
+
+
+def test_from_secrets_expands_targets_and_wildcards() -> None:
+    wildcard = SecretRule(
+        name="SLACK",
+        value="xoxb-real-123456",
+        hosts=("*.slack.com",),
+        methods=("POST",),
+        inject=InjectAs(header="Authorization", formatter="Bearer {value}"),
+    )
+    exact = SecretRule(
+        name="HOOK",
+        value=VALUE,
+        hosts=("hooks.slack.com",),
+        paths=("/services/",),
+        replace=ReplaceIn("HOOK_TOKEN", headers=("x-token",), query=("token",), path=True),
+    )
+    config = ProxyConfig.from_secrets("p", [wildcard, exact])
+    assert sorted(config.hosts) == ["*.slack.com", "hooks.slack.com"]
+    # The exact host's entry is complete: it includes the wildcard secret that covers it.
+    assert {t.target for t in config.transforms_for("hooks.slack.com", "POST", "/services/a")} == {
+        "header:authorization",
+        "header:x-token",
+        "query:token",
+        "path",
+    }
+    assert config.transforms_for("api.slack.com", "GET", "/") == ()
+    assert [t.secret for t in config.transforms_for("api.slack.com", "POST", "/")] == ["SLACK"]
+    # An ambiguous path matches only transforms without path rules.
+    assert [t.secret for t in config.transforms_for("hooks.slack.com", "POST", None)] == ["SLACK"]
+    assert sorted(config.stand_ins()) == [(VALUE, "HOOK_TOKEN"), ("xoxb-real-123456", "SLACK")]
+
+
+def test_values_stay_out_of_repr_but_change_the_hash() -> None:
+    def config(value: str) -> ProxyConfig:
+        rule = SecretRule(name="T", value=value, hosts=("a.example.com",), replace=ReplaceIn("T"))
+        return ProxyConfig.from_secrets("p", [rule])
+
+    first, same, rotated = config(VALUE), config(VALUE), config(VALUE + "x")
+    assert VALUE not in repr(first) and VALUE not in repr(first.hosts)
+    assert first.config_hash == same.config_hash != rotated.config_hash
+    assert VALUE not in first.config_hash
+
+
+def test_adapter_keeps_the_effective_config_one_to_one() -> None:
+    specs = [
+        parse_declaration(
+            "GITHUB_TOKEN",
+            {"type": "http", "value": VALUE, "hosts": ["api.github.com"], "paths": ["/repos/"]},
+        ),
+        parse_declaration(
+            "OPENAI",
+            {
+                "type": "http",
+                "value": "sk-real-abcdefghijk",
+                "hosts": ["api.openai.com"],
+                "mode": "inject",
+                "inject_header": "Authorization",
+                "inject_formatter": "Bearer {value}",
+            },
+        ),
+    ]
+    effective = effective_config(
+        "prn_1",
+        roles=["dev"],
+        grants=[Grant("GITHUB_TOKEN", 1, role="dev"), Grant("OPENAI", 1, principal_id="prn_1")],
+        secrets=[p.spec for p in specs],
+        base_allowlist=["pypi.org"],
+        values={p.spec.name: p.value for p in specs if p.value is not None},
+    )
+    config = proxy_config_from_effective(effective)
+    assert config.principal_id == "prn_1" and config.source_hash == effective.hash
+    assert set(config.allowed_hosts) == {"pypi.org", "api.github.com", "api.openai.com"}
+    assert config.transforms_for("api.github.com", "GET", "/repos/x") == (
+        Transform(
+            "GITHUB_TOKEN",
+            "replace",
+            "header:authorization",
+            (),
+            ("/repos/",),
+            placeholder="GITHUB_TOKEN",
+        ),
+    )
+    assert config.transforms_for("api.github.com", "GET", "/user") == ()
+    (inject,) = config.transforms_for("api.openai.com", "POST", "/v1/chat")
+    assert (inject.kind, inject.formatter) == ("inject", "Bearer {value}")
+    assert dict(config.values) == {"GITHUB_TOKEN": VALUE, "OPENAI": "sk-real-abcdefghijk"}
+    assert VALUE not in repr(config)
