@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from chiron.api.auth import AdminCaller, control_plane
@@ -42,15 +42,9 @@ router = APIRouter(
 
 
 async def registry(request: Request) -> CredentialRegistry:
-    state = request.app.state
-    found: CredentialRegistry | None = getattr(state, "credential_registry", None)
+    found = control_plane(request).registry
     if found is None:
-        plane = control_plane(request)
-        with _credential_errors():
-            found = CredentialRegistry.from_settings(plane.store, plane.settings)
-            # Remember every value stored now, so one deleted later stays redacted.
-            await found.refresh_known_values()
-        state.credential_registry = found
+        raise HTTPException(503, detail="the server is still starting")
     return found
 
 

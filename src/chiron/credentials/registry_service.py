@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,6 +64,8 @@ class CredentialRegistry:
         self._redactor = redactor
         self._seen_values: set[str] = set()
         self._refresh_lock = asyncio.Lock()
+        # Called after every change that can alter an effective config (proxies reload).
+        self.on_change: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     def from_settings(
@@ -109,6 +111,7 @@ class CredentialRegistry:
             stored = await queries.get_secret(conn, name)
         assert stored is not None
         await self.refresh_known_values()
+        await self._changed()
         logger.info(
             "secret %s %s",
             name,
@@ -130,6 +133,7 @@ class CredentialRegistry:
         if removed is None:
             raise UnknownName("secret", name)
         await self.refresh_known_values()
+        await self._changed()
         logger.info("secret %s deleted with %d grants", name, removed, extra={"secret": name})
         return removed
 
@@ -153,14 +157,18 @@ class CredentialRegistry:
             if await queries.get_role(conn, role) is None:
                 raise UnknownName("role", role)
             await queries.assign_role(conn, principal_id, role)
-            return await queries.roles_of(conn, principal_id)
+            roles = await queries.roles_of(conn, principal_id)
+        await self._changed()
+        return roles
 
     async def unassign_role(self, principal_id: str, role: str) -> list[str]:
         validate_principal_id(principal_id)
         validate_role_name(role, "name")
         async with self.store.write() as conn:
             await queries.unassign_role(conn, principal_id, role)
-            return await queries.roles_of(conn, principal_id)
+            roles = await queries.roles_of(conn, principal_id)
+        await self._changed()
+        return roles
 
     # -- grants ------------------------------------------------------------------------------
 
@@ -178,9 +186,11 @@ class CredentialRegistry:
                 raise UnknownName("secret", secret)
             if role is not None and await queries.get_role(conn, role) is None:
                 raise UnknownName("role", role)
-            return await queries.upsert_grant(
+            grant = await queries.upsert_grant(
                 conn, secret_name=secret, principal_id=principal_id, role=role, priority=priority
             )
+        await self._changed()
+        return grant
 
     async def remove_grant(
         self, secret: str, *, principal_id: str | None, role: str | None
@@ -190,9 +200,11 @@ class CredentialRegistry:
         async with self.store.write() as conn:
             if await queries.get_secret(conn, secret) is None:
                 raise UnknownName("secret", secret)
-            return await queries.delete_grant(
+            removed = await queries.delete_grant(
                 conn, secret_name=secret, principal_id=principal_id, role=role
             )
+        await self._changed()
+        return removed
 
     async def list_grants(
         self,
@@ -252,6 +264,10 @@ class CredentialRegistry:
             self._seen_values.update(await self.known_values())
             self._redactor.set_known_values(sorted(self._seen_values))
             return len(self._seen_values)
+
+    async def _changed(self) -> None:
+        if self.on_change is not None:
+            await self.on_change()
 
     def _open(self, row: SecretRow) -> str:
         return self.box.open(row.name, Sealed(row.ciphertext, row.nonce, row.key_id))

@@ -12,13 +12,14 @@ import os
 import secrets
 from pathlib import Path
 
-from chiron.credentials import load_known_values
+from chiron.credentials import CredentialRegistry
 from chiron.redaction import default_redactor
 from chiron.runtime.driver import ExecutionDriver
 from chiron.runtime.event_log import EventLog
 from chiron.runtime.metrics import Metrics
 from chiron.runtime.recovery import RecoveryLoop, new_owner_id
 from chiron.runtime.sandbox_allocator import SandboxAllocator
+from chiron.runtime.sandbox_egress import SandboxEgress
 from chiron.runtime.session_service import SessionService
 from chiron.runtime.stdout_pump import StdoutPump
 from chiron.runtime.tasks import TaskSet
@@ -62,6 +63,8 @@ class ControlPlane:
             backend=self.backend,
             isolation_note=self.backend.isolation_note,
         )
+        self.registry: CredentialRegistry | None = None
+        self.egress: SandboxEgress | None = None
         self.recovery = RecoveryLoop(
             settings=settings,
             event_log=self.event_log,
@@ -75,7 +78,13 @@ class ControlPlane:
         self.backend.check()
         self.backend.start_spare()
         await upgrade_to_head(self.store)
-        await load_known_values(self.store, self.settings)  # key loaded, values redacted
+        # The secrets key is loaded (or made) here, and every stored value is redacted from now on.
+        self.registry = CredentialRegistry.from_settings(self.store, self.settings)
+        await self.registry.refresh_known_values()
+        if self.settings.sandbox_isolation == "bwrap":
+            self.egress = SandboxEgress(self.settings, self.event_log, self.registry, self.tasks)
+            self.allocator.egress = self.egress
+            self.registry.on_change = self.egress.reload_all
         if self.store.is_postgresql:
             listener = PostgresListener(self.settings.resolved_database_url, self.notifier)
             self.tasks.spawn("loop:pg-listen", listener.run())
@@ -90,6 +99,8 @@ class ControlPlane:
         self.ready = False
         self.service.accepting = False
         await self.driver.drain(self.settings.shutdown_drain_seconds)
+        if self.egress is not None:
+            await self.egress.stop()
         await self.tasks.close()
         self.backend.close()
         await self.store.dispose()

@@ -129,6 +129,13 @@ class RecoveryLoop:
             if state in (SandboxState.GONE, SandboxState.STOPPED):
                 async with self._log.write() as tx:
                     await sandbox_queries.update_sandbox(tx.conn, sandbox_id, state="gone")
+            elif (egress := self._allocator.egress) is not None and egress.was_bound(sandbox_id):
+                # Its network ran through this process's proxy: open its listener again.
+                row = rows[sandbox_id]
+                async with self._log.store.read() as conn:
+                    session = await session_queries.get_session(conn, row.thread_key)
+                if session is not None:
+                    await egress.rebind(sandbox_id, row.thread_key, session.principal_id)
 
     async def pause_idle(self) -> None:
         async with self._log.store.read() as conn:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from chiron.runtime.event_log import EventLog
+from chiron.runtime.sandbox_egress import SandboxEgress, SandboxNetwork
 from chiron.sandbox.backend import (
     ResourceLimits,
     SandboxBackend,
@@ -50,6 +51,8 @@ class SandboxAllocator:
         self._backend = backend
         self.isolation = isolation
         self._locks: dict[str, asyncio.Lock] = {}
+        # Set by the control plane when sandboxes get network through the egress proxy.
+        self.egress: SandboxEgress | None = None
 
     def lock(self, thread_key: str) -> asyncio.Lock:
         return self._locks.setdefault(thread_key, asyncio.Lock())
@@ -60,6 +63,15 @@ class SandboxAllocator:
             replaced: str | None = None
             if session.sandbox_id is not None:
                 state = await self._backend.status(session.sandbox_id)
+                live = state in (SandboxState.RUNNING, SandboxState.SUSPENDED)
+                if (
+                    live
+                    and self.egress is not None
+                    and await self.egress.needs_new_sandbox(
+                        session.sandbox_id, session.principal_id
+                    )
+                ):
+                    state = SandboxState.GONE  # made without network; it needs some now
                 if state is SandboxState.RUNNING:
                     return self._ready(session.sandbox_id, "reused", started)
                 if state is SandboxState.SUSPENDED:
@@ -74,6 +86,11 @@ class SandboxAllocator:
 
     async def _create(self, session: SessionRecord) -> str:
         sandbox_id = new_id("sbx")
+        network = SandboxNetwork(None, {})
+        if self.egress is not None:
+            network = await self.egress.network_for(
+                sandbox_id, session.thread_key, session.principal_id
+            )
         spec = SandboxSpec(
             sandbox_id=sandbox_id,
             harness=session.harness_type,
@@ -83,11 +100,17 @@ class SandboxAllocator:
                 max_processes=self._settings.sandbox_max_processes,
                 file_bytes=self._settings.sandbox_file_bytes,
             ),
-            env={"CHIRON_THREAD_KEY": session.thread_key},
+            env={**network.env, "CHIRON_THREAD_KEY": session.thread_key},
             labels={"thread_key": session.thread_key, "harness": session.harness_type},
             principal_id=session.principal_id,
+            egress=network.binding,
         )
-        await self._backend.create(spec)
+        try:
+            await self._backend.create(spec)
+        except BaseException:
+            if self.egress is not None:
+                await self.egress.release(sandbox_id)
+            raise
         # Recorded once it runs: a crash before this line leaves a sandbox no session points
         # at, which the orphan sweep at start-up stops.
         async with self._log.write() as tx:
@@ -107,6 +130,8 @@ class SandboxAllocator:
             await self._backend.stop(sandbox_id)
         except SandboxError:
             logger.warning("stopping sandbox failed", extra={"sandbox_id": sandbox_id})
+        if self.egress is not None:
+            await self.egress.release(sandbox_id)
         await self._set_state(sandbox_id, "stopped")
 
     async def pause(self, sandbox_id: str) -> bool:

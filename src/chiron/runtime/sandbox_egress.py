@@ -1,0 +1,176 @@
+"""Connects sandboxes to the egress proxy: one listener and the principal's config each.
+
+A sandbox gets a listener only when its principal may reach something (a base allowlist or
+granted secrets); otherwise it keeps no network at all, which denies the same and costs
+nothing (the proxy itself starts with the first listener). When the registry changes, every
+listener reloads its principal's config; a sandbox that was made without network but now
+needs it is replaced on its next turn. Audit records are stored in batches; refused requests
+become `session.egress_denied` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from chiron.credentials import CredentialRegistry
+from chiron.egress import AuditRecord, EgressOptions, EgressProxy
+from chiron.egress.effective_config_adapter import proxy_config_from_effective
+from chiron.runtime.event_log import EventLog
+from chiron.runtime.tasks import TaskSet
+from chiron.sandbox.backend import EgressBinding
+from chiron.settings import Settings
+from chiron.store import credential_queries
+
+logger = logging.getLogger(__name__)
+
+_AUDIT_FLUSH_S = 0.5
+
+
+@dataclass(frozen=True)
+class SandboxNetwork:
+    """What a new sandbox gets: its proxy binding (None: no network) and placeholder env."""
+
+    binding: EgressBinding | None
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Bound:
+    thread_key: str
+    principal_id: str
+
+
+class SandboxEgress:
+    def __init__(
+        self, settings: Settings, event_log: EventLog, registry: CredentialRegistry, tasks: TaskSet
+    ) -> None:
+        self._log = event_log
+        self._registry = registry
+        self._tasks = tasks
+        self.proxy = EgressProxy(
+            EgressOptions.from_settings(settings),
+            on_audit=self._on_audit,
+            on_denied=self._on_denied,
+        )
+        self._bound: dict[str, _Bound] = {}
+        self._audit: list[AuditRecord] = []
+        self._denied: list[tuple[str, str, str, str, str]] = []
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    async def _ensure_started(self) -> None:
+        async with self._start_lock:
+            if not self._started:
+                await self.proxy.start()
+                self._tasks.spawn("loop:egress-audit", self._flush_forever())
+                self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._flush()
+            await self.proxy.stop()
+            self._started = False
+
+    async def network_for(
+        self, sandbox_id: str, thread_key: str, principal_id: str
+    ) -> SandboxNetwork:
+        """Open `sandbox_id`'s listener and load its principal's config, if it needs one."""
+        effective = await self._registry.effective(principal_id, with_values=True)
+        if not effective.allowed_hosts:
+            return SandboxNetwork(None, dict(effective.env))
+        await self._ensure_started()
+        socket_path = await self.proxy.open_listener(sandbox_id)
+        await self.proxy.load(sandbox_id, proxy_config_from_effective(effective))
+        self._bound[sandbox_id] = _Bound(thread_key, principal_id)
+        return SandboxNetwork(
+            EgressBinding(socket_path, self.proxy.ca_cert_path), dict(effective.env)
+        )
+
+    async def needs_new_sandbox(self, sandbox_id: str, principal_id: str) -> bool:
+        """True when a sandbox made without network now has somewhere to go."""
+        if sandbox_id in self._bound or self.was_bound(sandbox_id):
+            return False
+        effective = await self._registry.effective(principal_id)
+        return bool(effective.allowed_hosts)
+
+    def was_bound(self, sandbox_id: str) -> bool:
+        return self.proxy.socket_path(sandbox_id).parent.exists()
+
+    async def rebind(self, sandbox_id: str, thread_key: str, principal_id: str) -> None:
+        """After a restart: reopen a running sandbox's listener (it keeps its mount)."""
+        await self._ensure_started()
+        await self.proxy.open_listener(sandbox_id)
+        self._bound[sandbox_id] = _Bound(thread_key, principal_id)
+        await self._reload(sandbox_id)
+
+    async def release(self, sandbox_id: str) -> None:
+        self._bound.pop(sandbox_id, None)
+        if self._started:
+            await self.proxy.close_listener(sandbox_id)
+
+    async def reload_all(self) -> None:
+        """The registry changed: every listener applies its principal's config anew."""
+        for sandbox_id in list(self._bound):
+            try:
+                await self._reload(sandbox_id)
+            except Exception:
+                logger.exception("reloading egress config failed", extra={"sandbox_id": sandbox_id})
+
+    async def _reload(self, sandbox_id: str) -> None:
+        bound = self._bound[sandbox_id]
+        effective = await self._registry.effective(bound.principal_id, with_values=True)
+        await self.proxy.load(sandbox_id, proxy_config_from_effective(effective))
+
+    # -- callbacks from the proxy (on this loop; must not block) -------------------------
+
+    def _on_audit(self, record: AuditRecord) -> None:
+        self._audit.append(record)
+
+    def _on_denied(self, sandbox_id: str, host: str, method: str, rule: str) -> None:
+        bound = self._bound.get(sandbox_id)
+        if bound is not None:
+            self._denied.append((bound.thread_key, sandbox_id, host, method, rule))
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_AUDIT_FLUSH_S)
+            try:
+                await self._flush()
+            except Exception:
+                logger.exception("storing egress audit records failed")
+
+    async def _flush(self) -> None:
+        records, self._audit = self._audit, []
+        denied, self._denied = self._denied, []
+        if not records and not denied:
+            return
+        async with self._log.write() as tx:
+            for record in records:
+                bound = self._bound.get(record.sandbox_id)
+                await credential_queries.insert_audit_record(
+                    tx.conn,
+                    time=datetime.fromtimestamp(record.time, UTC),
+                    sandbox_id=record.sandbox_id,
+                    thread_key=bound.thread_key if bound else None,
+                    principal_id=record.principal_id,
+                    host=record.host,
+                    method=record.method,
+                    path=record.path,
+                    status=record.status,
+                    secret_names=list(record.secrets),
+                    bytes_in=record.request_bytes,
+                    bytes_out=record.response_bytes,
+                    duration_ms=int(record.duration_ms),
+                )
+            for thread_key, sandbox_id, host, method, rule in denied:
+                tx.append(
+                    thread_key,
+                    "session.egress_denied",
+                    sandbox_id=sandbox_id,
+                    host=host,
+                    method=method,
+                    rule=rule,
+                )
