@@ -21,11 +21,14 @@ async def _write_as_other_process(store: Store, thread_key: str) -> None:
         await append_events(conn, thread_key, [NewEvent("x", "{}")], origin="another-process")
 
 
+# LISTEN/NOTIFY is PostgreSQL's; on SQLite readers are woken in-process (tests/api).
+postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+@postgresql_only
 async def test_notify_from_another_writer_wakes_readers_and_survives_reconnect(
     store: Store,
 ) -> None:
-    if not store.is_postgresql:
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite wakes readers in-process")
     async with store.write() as conn:
         await insert_session_if_absent(
             conn, thread_key="t:n", harness_type="shell", persona_id=None,
@@ -63,9 +66,8 @@ async def test_notify_from_another_writer_wakes_readers_and_survives_reconnect(
         await asyncio.gather(task, return_exceptions=True)
 
 
+@postgresql_only
 async def test_own_notifications_are_not_counted_as_remote(store: Store) -> None:
-    if not store.is_postgresql:
-        pytest.skip("PostgreSQL only")
     notifier = EventNotifier()
     listener = PostgresListener(store.url, notifier)
     task = asyncio.create_task(listener.run())
