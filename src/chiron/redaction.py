@@ -33,13 +33,25 @@ class Redactor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._known_values: re.Pattern[str] | None = None
+        self._registered: set[str] = set()
+        self._added: set[str] = set()
 
     def set_known_values(self, values: list[str]) -> None:
-        """Secret values to hide wherever they appear (values shorter than 6 chars are ignored)."""
-        usable = sorted({v for v in values if len(v) >= 6}, key=len, reverse=True)
-        pattern = re.compile("|".join(re.escape(v) for v in usable)) if usable else None
+        """The registry's secret values to hide wherever they appear (under 6 chars: ignored)."""
         with self._lock:
-            self._known_values = pattern
+            self._registered = set(values)
+            self._compile()
+
+    def add_known_values(self, values: list[str]) -> None:
+        """More values to hide from now on (tokens minted at run time), kept across `set`."""
+        with self._lock:
+            self._added |= set(values)
+            self._compile()
+
+    def _compile(self) -> None:
+        values = self._registered | self._added
+        usable = sorted({v for v in values if len(v) >= 6}, key=len, reverse=True)
+        self._known_values = re.compile("|".join(re.escape(v) for v in usable)) if usable else None
 
     def redact(self, text: str) -> str:
         known = self._known_values

@@ -11,16 +11,18 @@ become `session.egress_denied` events.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from chiron.credentials import CredentialRegistry
+from chiron.credentials import CredentialRegistry, EffectiveConfig
 from chiron.egress import AuditRecord, EgressOptions, EgressProxy
 from chiron.egress.effective_config_adapter import proxy_config_from_effective
+from chiron.runtime.brokered_tokens import BrokeredTokens, BrokerError
 from chiron.runtime.event_log import EventLog
 from chiron.runtime.tasks import TaskSet
-from chiron.sandbox.backend import EgressBinding
+from chiron.sandbox.backend import EgressBinding, SandboxError
 from chiron.settings import Settings
 from chiron.store import credential_queries
 
@@ -50,6 +52,11 @@ class SandboxEgress:
         self._log = event_log
         self._registry = registry
         self._tasks = tasks
+        self._brokered = BrokeredTokens(
+            event_log.redactor,
+            upstream_ca=settings.egress_upstream_ca,
+            resolve=settings.egress_resolve,
+        )
         self.proxy = EgressProxy(
             EgressOptions.from_settings(settings),
             on_audit=self._on_audit,
@@ -66,6 +73,7 @@ class SandboxEgress:
             if not self._started:
                 await self.proxy.start()
                 self._tasks.spawn("loop:egress-audit", self._flush_forever())
+                self._tasks.spawn("loop:brokered-tokens", self._brokered.run(self.reload_all))
                 self._started = True
 
     async def stop(self) -> None:
@@ -73,12 +81,13 @@ class SandboxEgress:
             await self._flush()
             await self.proxy.stop()
             self._started = False
+        await self._brokered.close()
 
     async def network_for(
         self, sandbox_id: str, thread_key: str, principal_id: str
     ) -> SandboxNetwork:
         """Open `sandbox_id`'s listener and load its principal's config, if it needs one."""
-        effective = await self._registry.effective(principal_id, with_values=True)
+        effective = await self._effective(principal_id)
         if not effective.allowed_hosts:
             return SandboxNetwork(None, dict(effective.env))
         await self._ensure_started()
@@ -121,8 +130,23 @@ class SandboxEgress:
 
     async def _reload(self, sandbox_id: str) -> None:
         bound = self._bound[sandbox_id]
-        effective = await self._registry.effective(bound.principal_id, with_values=True)
+        effective = await self._effective(bound.principal_id)
         await self.proxy.load(sandbox_id, proxy_config_from_effective(effective))
+
+    async def _effective(self, principal_id: str) -> EffectiveConfig:
+        """The principal's config with values; a brokered secret's value is its current token."""
+        effective = await self._registry.effective(principal_id, with_values=True)
+        values = dict(effective.values)
+        for granted in effective.secrets:
+            spec = granted.spec
+            if spec.broker is not None and spec.name in values:
+                try:
+                    values[spec.name] = await self._brokered.token_for(
+                        spec.name, spec.broker, values[spec.name]
+                    )
+                except BrokerError as error:
+                    raise SandboxError(f"cannot give the sandbox network: {error}") from None
+        return dataclasses.replace(effective, values=values)
 
     # -- callbacks from the proxy (on this loop; must not block) -------------------------
 
