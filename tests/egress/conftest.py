@@ -19,6 +19,7 @@ import pytest
 from chiron.egress import AuditRecord, EgressOptions, EgressProxy
 from chiron.sandbox.local_backend import LocalSandboxBackend
 from chiron.settings import Settings
+from tests.egress.handler_server import HandlerServer
 from tests.egress.tls_servers import EchoServer, TestCA
 
 API = "api.example.test"
@@ -87,3 +88,45 @@ async def backend(egress: Egress) -> AsyncIterator[LocalSandboxBackend]:
 
 def new_sandbox_id() -> str:
     return f"sbx_{secrets.token_hex(8)}"
+
+
+# -- signing and OAuth tests: one server for every name, answering as each test decides ----
+
+AUTH = "auth.example.test"
+AWS_EU = "sqs.eu-west-1.amazonaws.com"
+AWS_US = "sqs.us-west-2.amazonaws.com"
+S3_EU = "s3.eu-west-1.amazonaws.com"
+SIGNING_NAMES = (API, OTHER, AUTH, AWS_EU, AWS_US, S3_EU)
+
+
+@pytest.fixture
+async def handler_server(test_ca: TestCA) -> AsyncIterator[HandlerServer]:
+    server = HandlerServer(test_ca.server_context(SIGNING_NAMES))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def signing_egress(
+    tmp_path: Path, test_ca: TestCA, handler_server: HandlerServer
+) -> AsyncIterator[Egress]:
+    """A real proxy whose overrides send every `SIGNING_NAMES` name to `handler_server`."""
+    home = tmp_path / "home"
+    target = f"127.0.0.1:{handler_server.port}"
+    audits: list[AuditRecord] = []
+    denials: list[tuple[str, str, str, str]] = []
+    proxy = EgressProxy(
+        EgressOptions(
+            home=home,
+            upstream_ca=test_ca.cert_path,
+            resolve=dict.fromkeys(SIGNING_NAMES, target),
+        ),
+        on_audit=audits.append,
+        on_denied=lambda *denial: denials.append(denial),
+    )
+    await proxy.start()
+    try:
+        yield Egress(proxy, handler_server, home, audits, denials)
+    finally:
+        await proxy.stop()

@@ -11,7 +11,8 @@ Types and their own fields (besides `type`, `value`, `hosts`, `methods`, `paths`
   placeholder, swapped for the value in `match_headers` (default `authorization`),
   `match_query` parameters, the path (`match_path`) or the body (`match_body`)) or `inject`
   (`inject_header` or `inject_query` set to `inject_formatter`, default `{value}`).
-- `hmac_sign`: the value is a key; the proxy signs the body into `signature_header` with
+- `hmac_sign`: the value is a key; the proxy signs the request (timestamp, method, host,
+  target and body; exactly: `chiron.egress.hmac_signer`) into `signature_header` with
   `algorithm` (sha256) as `signature_encoding` (hex) through `signature_formatter`.
 - `aws_auth`: the value (or `secret_access_key`) with `access_key_id`; re-signs SigV4 only
   for the listed `regions` and `services`.

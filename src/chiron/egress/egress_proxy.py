@@ -44,11 +44,15 @@ from chiron.egress.ca import EgressCA
 from chiron.egress.egress_options import BODY_LIMIT, STREAM_ABOVE, EgressOptions
 from chiron.egress.listener_policy import ListenerPolicy
 from chiron.egress.name_resolution import PolicyEventLoop, parse_overrides
+from chiron.egress.oauth_addon import OAuthAddon
+from chiron.egress.oauth_tokens import OAuthTokens
 from chiron.egress.policy_addon import PolicyAddon
 from chiron.egress.proxy_config import ProxyConfig
 from chiron.egress.sandbox_listener import SOCKET_NAME, ConnectionTable, SandboxListener
 from chiron.egress.scrub_addon import ScrubAddon
+from chiron.egress.signing_addon import SigningAddon
 from chiron.egress.swap_addon import SwapAddon
+from chiron.egress.token_endpoint import TokenEndpoint
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -293,6 +297,8 @@ class EgressProxy:
             ssl_verify_upstream_trusted_ca=None if bundle is None else str(bundle),
         )
         master = Master(opts)
+        # Token endpoints are trusted like upstream servers.
+        tokens = OAuthTokens(TokenEndpoint(bundle))
         # Only what the egress path needs (mitmproxy's 31 defaults cost ~2 ms CPU a request).
         # PolicyAddon comes before TlsConfig: it pins the upstream SNI TlsConfig then uses.
         # mitmproxy leaves these untyped.
@@ -300,8 +306,10 @@ class EgressProxy:
             proxyserver.Proxyserver(),  # type: ignore[no-untyped-call]
             next_layer.NextLayer(),
             PolicyAddon(self._table, sink),
+            OAuthAddon(tokens),
             SwapAddon(),
-            ScrubAddon(),
+            SigningAddon(sink),
+            ScrubAddon(tokens.scrub_table),
             AuditAddon(sink),
             tlsconfig.TlsConfig(),
             _Running(started),

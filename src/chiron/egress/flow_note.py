@@ -27,6 +27,8 @@ class FlowNote:
     started: float
     denied: str | None = None
     applied: list[str] = field(default_factory=list)
+    # Access tokens minted for this request's OAuth secrets (secret name → token).
+    tokens: dict[str, str] = field(default_factory=dict, repr=False)
     request_bytes: int = 0
     response_bytes: int = 0
     recorded: bool = False

@@ -34,7 +34,7 @@ from chiron.egress.sandbox_listener import ClientState, ConnectionTable
 _NOT_READY = b"egress proxy: this sandbox's configuration is not loaded yet\n"
 
 
-def _forbidden(rule: str) -> http.Response:
+def forbidden(rule: str) -> http.Response:
     return http.Response.make(
         403,
         f"egress proxy: request refused ({rule})\n".encode(),
@@ -143,7 +143,7 @@ class PolicyAddon:
     def _deny(self, flow: http.HTTPFlow, note: FlowNote, rule: str) -> None:
         note.denied = rule
         self._sink.denied(note.sandbox_id, note.host, flow.request.method, rule)
-        self._refuse(flow, _forbidden(rule))
+        self._refuse(flow, forbidden(rule))
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, response: http.Response) -> None:

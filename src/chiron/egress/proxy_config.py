@@ -5,6 +5,8 @@ A `ProxyConfig` has the shape of the registry's effective config (see
 already resolved for conflicts. An exact host's entry is complete (it includes what wildcard
 entries covering it contribute); a host without an exact entry uses its one-label wildcard's.
 Values ride separately in `values` (secret name → value) and never appear in a repr.
+Secrets used other than as they are (HMAC keys, AWS keys, OAuth client secrets) have their
+`SecretMethod` in `methods` (see `secret_methods.py`).
 
 `ProxyConfig.from_secrets` builds one from per-secret `SecretRule`s, for tests, benchmarks
 and callers without a registry; it does no conflict resolution.
@@ -22,10 +24,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from chiron.credentials.host_rules import host_matches, path_matches
+from chiron.egress.secret_methods import AwsSign, HmacSign, OAuthClient, SecretMethod
 
 HTTPS_PORT = 443
 REPLACE = "replace"
 INJECT = "inject"
+HMAC_SIGN = "hmac_sign"
+AWS_SIGV4 = "aws_sigv4"
 # Config hashes only compare configs within this process: keyed, so a hash that ends up in a
 # log cannot be used to guess a value offline.
 _HASH_KEY = _random.token_bytes(32)
@@ -35,10 +40,10 @@ _HASH_KEY = _random.token_bytes(32)
 class Transform:
     """One change to matching requests on a host.
 
-    `kind`: `replace` (swap `placeholder` for the value inside `target`) or `inject` (set
-    `target` to `formatter` with `{value}` filled in). Kinds this proxy does not implement yet
-    (`hmac_sign`, `aws_sigv4`) are carried but not applied. `target`: `header:<name>`,
-    `query:<name>`, `path` or `body`.
+    `kind`: `replace` (swap `placeholder` for the value inside `target`), `inject` (set
+    `target` to `formatter` with `{value}` filled in), `hmac_sign` (set header `target` to
+    `formatter` with `{signature}` filled in) or `aws_sigv4` (re-sign the request).
+    `target`: `header:<name>`, `query:<name>`, `path` or `body`.
     """
 
     secret: str
@@ -64,6 +69,8 @@ class ProxyConfig:
     allowed_hosts: tuple[str, ...] = ()
     hosts: Mapping[str, tuple[Transform, ...]] = field(default_factory=dict)
     values: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Secrets not used as they are: name → how (see `secret_methods.py`).
+    methods: Mapping[str, SecretMethod] = field(default_factory=dict)
     # The registry's hash of the rules (it leaves values out); kept for diagnostics.
     source_hash: str = ""
     # Identifies rules *and* values: a listener given the same hash again does nothing.
@@ -86,12 +93,15 @@ class ProxyConfig:
 
     def stand_ins(self) -> list[tuple[str, str]]:
         """(value, what a response shows instead): its placeholder, else the secret's name."""
-        placeholders: dict[str, str] = {}
+        return [(value, self.stand_in(name)) for name, value in self.values.items()]
+
+    def stand_in(self, secret: str) -> str:
+        """What a response shows instead of the secret's value (or of a token minted with it)."""
         for transforms in self.hosts.values():
             for t in transforms:
-                if t.placeholder is not None:
-                    placeholders.setdefault(t.secret, t.placeholder)
-        return [(value, placeholders.get(name, name)) for name, value in self.values.items()]
+                if t.secret == secret and t.placeholder is not None:
+                    return t.placeholder
+        return secret
 
     @classmethod
     def from_secrets(
@@ -118,6 +128,7 @@ class ProxyConfig:
             allowed_hosts=tuple(sorted(set(allowed_hosts))),
             hosts=hosts,
             values={rule.name: rule.value for rule in rules},
+            methods={rule.name: rule.method for rule in rules if rule.method is not None},
         )
 
     def __repr__(self) -> str:
@@ -150,7 +161,11 @@ class InjectAs:
 
 @dataclass(frozen=True)
 class SecretRule:
-    """One secret as a whole: the input of `ProxyConfig.from_secrets`."""
+    """One secret as a whole: the input of `ProxyConfig.from_secrets`.
+
+    Exactly one of `replace` or `inject`; with `oauth` they place the minted token. `hmac`
+    and `aws` stand alone (their value is never placed into a request).
+    """
 
     name: str
     value: str = field(repr=False)
@@ -159,9 +174,21 @@ class SecretRule:
     paths: tuple[str, ...] = ()
     replace: ReplaceIn | None = None
     inject: InjectAs | None = None
+    hmac: HmacSign | None = None
+    aws: AwsSign | None = None
+    oauth: OAuthClient | None = None
+
+    @property
+    def method(self) -> SecretMethod | None:
+        return self.hmac or self.aws or self.oauth
 
     def __post_init__(self) -> None:
-        if (self.replace is None) == (self.inject is None):
+        signs = (self.hmac is not None) + (self.aws is not None)
+        if signs + (self.oauth is not None) > 1:
+            raise ValueError(f"secret {self.name}: at most one of hmac, aws or oauth")
+        if signs and (self.replace is not None or self.inject is not None):
+            raise ValueError(f"secret {self.name}: a signing secret takes no replace or inject")
+        if not signs and (self.replace is None) == (self.inject is None):
             raise ValueError(f"secret {self.name}: exactly one of replace or inject is required")
         if not self.hosts:
             raise ValueError(f"secret {self.name}: at least one host is required")
@@ -174,6 +201,11 @@ class SecretRule:
         def make(kind: str, target: str, **extra: str) -> Transform:
             return Transform(self.name, kind, target, self.methods, self.paths, **extra)
 
+        if self.hmac is not None:
+            header = f"header:{self.hmac.header.lower()}"
+            return [make(HMAC_SIGN, header, formatter=self.hmac.formatter)]
+        if self.aws is not None:
+            return [make(AWS_SIGV4, "header:authorization")]
         if self.inject is not None:
             target = (
                 f"header:{self.inject.header.lower()}"
@@ -197,6 +229,7 @@ def _digest(config: ProxyConfig) -> str:
             name: hmac.new(_HASH_KEY, value.encode(), hashlib.sha256).hexdigest()
             for name, value in sorted(config.values.items())
         },
+        "methods": {name: repr(method) for name, method in sorted(config.methods.items())},
         "source_hash": config.source_hash,
     }
     return hmac.new(_HASH_KEY, json.dumps(document, sort_keys=True).encode(), "sha256").hexdigest()

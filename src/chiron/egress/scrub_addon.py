@@ -25,18 +25,31 @@ from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
 
 from chiron.egress.flow_note import FlowNote, kill, note_of
-from chiron.egress.stream_scrubber import StreamScrubber
+from chiron.egress.listener_policy import ListenerPolicy
+from chiron.egress.stream_scrubber import ScrubTable, StreamScrubber
 
 Decoder = Callable[[bytes], bytes]
+TableSource = Callable[[ListenerPolicy], ScrubTable]
 
 
 class ScrubAddon:
+    """`tables` gives a listener's table (default: its policy's); the proxy passes one that
+    adds minted OAuth tokens."""
+
+    def __init__(self, tables: TableSource | None = None) -> None:
+        self._tables = tables
+
+    def _table(self, note: FlowNote) -> ScrubTable | None:
+        if note.policy is None:
+            return None
+        return note.policy.scrub if self._tables is None else self._tables(note.policy)
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
         note = note_of(flow)
         if response is None or note is None:
             return
-        table = note.policy.scrub if note.policy is not None else None
+        table = self._table(note)
         if table:
             response.headers.fields = tuple(
                 (name, table.scrub(value)) for name, value in response.headers.fields
@@ -65,7 +78,7 @@ class ScrubAddon:
         if response is None or note is None or response.stream:
             return
         note.response_bytes = len(response.raw_content or b"")
-        table = note.policy.scrub if note.policy is not None else None
+        table = self._table(note)
         if not table or not response.raw_content:
             return
         try:

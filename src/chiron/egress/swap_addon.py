@@ -4,8 +4,9 @@ Only for requests the policy let through, and only the transforms the listener's
 for the request's host, method and path: a replace transform touches only its target (one
 header, one query parameter, the path or the body) and only where the placeholder is. Every
 other request, including one to a host outside a secret's rules, leaves the proxy exactly as
-the sandbox sent it. Transform kinds this proxy does not implement yet (`hmac_sign`,
-`aws_sigv4`) are skipped, so such requests go out unsigned and fail upstream.
+the sandbox sent it. For an OAuth secret the value placed is the access token the OAuth
+addon minted for this request, never the client secret. Signing transforms (`hmac_sign`,
+`aws_sigv4`) are the signing addon's.
 
 A body is swapped only when mitmproxy buffered it (up to 1 MiB): a larger, streamed request
 body goes out as sent. When the listener holds values, `Accept-Encoding` is narrowed to
@@ -21,6 +22,7 @@ from mitmproxy import http
 from chiron.egress.flow_note import note_of
 from chiron.egress.listener_policy import request_path
 from chiron.egress.proxy_config import INJECT, REPLACE
+from chiron.egress.secret_methods import OAuthClient
 
 STREAMABLE_CODINGS = frozenset({"gzip", "x-gzip", "deflate", "identity"})
 # Characters RFC 3986 allows in a path segment unescaped.
@@ -53,7 +55,10 @@ class SwapAddon:
         config = note.policy.config
         transforms = config.transforms_for(note.host, request.method, request_path(request.path))
         for transform in transforms:
-            value = config.values.get(transform.secret)
+            if isinstance(config.methods.get(transform.secret), OAuthClient):
+                value = note.tokens.get(transform.secret)
+            else:
+                value = config.values.get(transform.secret)
             if value is None or (transform.target == "body") != body:
                 continue
             if transform.kind == REPLACE and transform.placeholder:
