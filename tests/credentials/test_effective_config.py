@@ -198,3 +198,27 @@ def test_values_ride_along_but_never_show() -> None:
     assert config.to_json()["hash"] == config.hash
     without = effective_config("prn_1", [], [Grant("GITHUB_TOKEN", 0, "prn_1")], [GITHUB], [])
     assert without == config  # values take no part in equality either
+
+
+def test_aws_secret_gives_the_sandbox_stand_in_keys_not_values() -> None:
+    aws = parse_declaration(
+        "AWS_PROD",
+        {
+            "type": "aws_auth",
+            "hosts": ["*.amazonaws.com"],
+            "access_key_id": "AKIDEXAMPLE12345",
+            "regions": ["eu-west-1"],
+            "services": ["sqs"],
+        },
+        value_required=False,
+    ).spec
+    config = effective_config(
+        "prn_1",
+        [],
+        [Grant("AWS_PROD", principal_id="prn_1")],
+        [aws],
+        [],
+        {"AWS_PROD": "s3cr3t-v4lue"},
+    )
+    assert config.env == {"AWS_ACCESS_KEY_ID": "AWS_PROD", "AWS_SECRET_ACCESS_KEY": "AWS_PROD"}
+    assert "s3cr3t-v4lue" not in repr(config) and "AKIDEXAMPLE12345" not in config.env.values()

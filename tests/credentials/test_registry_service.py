@@ -129,7 +129,11 @@ async def test_summaries_and_configs_never_hold_values(registry: CredentialRegis
         "pypi.org",
         "s3.eu-west-1.amazonaws.com",
     )
-    assert config.env == {"GITHUB_TOKEN": "GITHUB_TOKEN"}
+    assert config.env == {
+        "GITHUB_TOKEN": "GITHUB_TOKEN",
+        "AWS_ACCESS_KEY_ID": "AWS_PROD",
+        "AWS_SECRET_ACCESS_KEY": "AWS_PROD",
+    }
     for_proxy = await registry.effective("prn_1", with_values=True)
     assert for_proxy.hash == config.hash
     assert dict(for_proxy.values) == {

@@ -12,7 +12,8 @@
   one of them sets the target outright (inject, signing) or both replace the same placeholder.
   The higher priority wins; on equal priority the secret whose name sorts first wins. Every
   decision is listed in `overridden` with its reason;
-- the sandbox environment: `NAME=placeholder` for every granted replace-mode secret, nothing
+- the sandbox environment: `NAME=placeholder` for every granted replace-mode secret (and
+  `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` stand-ins for an `aws_auth` secret), nothing
   for the others;
 - `hash`: SHA-256 of the canonical JSON of all the above. Values are not part of it: they ride
   in `values`, which is excluded from `repr`, equality and `to_json()`.
@@ -193,6 +194,12 @@ def effective_config(
         overridden.extend(dropped)
 
     env = {g.spec.name: g.spec.replace.placeholder for g in granted if g.spec.replace is not None}
+    # AWS SDKs sign with whatever keys they find; the proxy re-signs with the real ones, so
+    # the sandbox gets stand-ins (the secret's name) under the standard variable names.
+    for g in granted:
+        if g.spec.aws is not None:
+            env.setdefault("AWS_ACCESS_KEY_ID", g.spec.name)
+            env.setdefault("AWS_SECRET_ACCESS_KEY", g.spec.name)
     granted_values = {name: v for name, v in (values or {}).items() if name in priorities}
     config = EffectiveConfig(
         principal_id=principal_id,
