@@ -67,6 +67,12 @@ class SandboxEgress:
         self._denied: list[tuple[str, str, str, str, str]] = []
         self._started = False
         self._start_lock = asyncio.Lock()
+        self._base_allow = tuple(settings.egress_allow)
+        # Registry changes made through this process; `_grantless` remembers at which change
+        # count the registry was seen to hold no grants at all (then nobody needs network and
+        # the per-turn checks cost nothing).
+        self._generation = 0
+        self._grantless: int | None = None
 
     async def _ensure_started(self) -> None:
         async with self._start_lock:
@@ -87,6 +93,8 @@ class SandboxEgress:
         self, sandbox_id: str, thread_key: str, principal_id: str
     ) -> SandboxNetwork:
         """Open `sandbox_id`'s listener and load its principal's config, if it needs one."""
+        if await self._nobody_needs_network():
+            return SandboxNetwork(None, {})
         effective = await self._effective(principal_id)
         if not effective.allowed_hosts:
             return SandboxNetwork(None, dict(effective.env))
@@ -100,7 +108,11 @@ class SandboxEgress:
 
     async def needs_new_sandbox(self, sandbox_id: str, principal_id: str) -> bool:
         """True when a sandbox made without network now has somewhere to go."""
-        if sandbox_id in self._bound or self.was_bound(sandbox_id):
+        if (
+            sandbox_id in self._bound
+            or await self._nobody_needs_network()
+            or self.was_bound(sandbox_id)
+        ):
             return False
         effective = await self._registry.effective(principal_id)
         return bool(effective.allowed_hosts)
@@ -120,8 +132,18 @@ class SandboxEgress:
         if self._started:
             await self.proxy.close_listener(sandbox_id)
 
+    async def _nobody_needs_network(self) -> bool:
+        if self._base_allow:
+            return False
+        if self._grantless != self._generation:
+            if await self._registry.list_grants():
+                return False
+            self._grantless = self._generation
+        return True
+
     async def reload_all(self) -> None:
         """The registry changed: every listener applies its principal's config anew."""
+        self._generation += 1
         for sandbox_id in list(self._bound):
             try:
                 await self._reload(sandbox_id)
