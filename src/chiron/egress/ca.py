@@ -20,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from mitmproxy import certs
 
+from chiron.private_files import write_new_file
+
 BASENAME = "mitmproxy"
 KEY_FILE = f"{BASENAME}-ca.pem"
 CERT_FILE = f"{BASENAME}-ca-cert.pem"
@@ -69,10 +71,10 @@ class EgressCA:
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
         for leftover in (self.directory / DHPARAM_FILE, self.cert_path):
             leftover.unlink(missing_ok=True)  # from a start that died half-way
-        _write_new(self.directory / DHPARAM_FILE, certs.DEFAULT_DHPARAM, 0o644)
-        _write_new(self.cert_path, cert_pem, 0o644)
+        write_new_file(self.directory / DHPARAM_FILE, certs.DEFAULT_DHPARAM, 0o644)
+        write_new_file(self.cert_path, cert_pem, 0o644)
         # Last: its presence means the CA is complete.
-        _write_new(self.key_path, key_pem + cert_pem, 0o600)
+        write_new_file(self.key_path, key_pem + cert_pem, 0o600)
 
     def _check(self) -> None:
         mode = self.key_path.stat().st_mode & 0o777
@@ -106,7 +108,7 @@ class EgressCA:
         path = self.directory / UPSTREAM_BUNDLE_FILE
         tmp = path.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)
-        _write_new(tmp, bundle, 0o644)
+        write_new_file(tmp, bundle, 0o644)
         os.replace(tmp, path)
         return path
 
@@ -121,13 +123,3 @@ def _system_bundle() -> bytes:
 
     with open(certifi.where(), "rb") as bundle:
         return bundle.read()
-
-
-def _write_new(path: Path, content: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)

@@ -75,16 +75,13 @@ class RecentEvents:
         An empty list means this process wrote nothing newer than `cursor`; whether another
         process did is for the caller to judge.
         """
-        buffer = self._buffers.get(thread_key)
-        if buffer is None or not buffer.events:
+        located = self._locate(thread_key, cursor)
+        if located is None:
             return None
-        events = buffer.events
-        first = events[0].event_id
-        if cursor + 1 < first or cursor > events[-1].event_id:
-            return None
-        if cursor == events[-1].event_id:
+        buffer, start = located
+        if start == len(buffer.events):
             return [], cursor
-        window = events[cursor + 1 - first : cursor + 1 - first + limit]
+        window = buffer.events[start : start + limit]
         if execution_id is None:
             return window, window[-1].event_id
         return [e for e in window if e.execution_id == execution_id], window[-1].event_id
@@ -93,18 +90,25 @@ class RecentEvents:
         self, thread_key: str, cursor: int, *, limit: int, render: Callable[[EventRecord], str]
     ) -> tuple[str, int] | None:
         """Like `after` for a whole-session stream, as wire text rendered once per event."""
-        buffer = self._buffers.get(thread_key)
-        if buffer is None or not buffer.events:
+        located = self._locate(thread_key, cursor)
+        if located is None:
             return None
+        buffer, start = located
         events = buffer.events
-        first = events[0].event_id
-        if cursor + 1 < first or cursor > events[-1].event_id:
-            return None
-        if cursor == events[-1].event_id:
+        if start == len(events):
             return "", cursor
-        start = cursor + 1 - first
         stop = min(len(events), start + limit)
         frames = buffer.frames
         if len(frames) < stop:
             frames.extend(render(event) for event in events[len(frames) : stop])
         return "".join(frames[start:stop]), events[stop - 1].event_id
+
+    def _locate(self, thread_key: str, cursor: int) -> tuple[_SessionBuffer, int] | None:
+        """The buffer and the index of the event after `cursor` (its length: caught up)."""
+        buffer = self._buffers.get(thread_key)
+        if buffer is None or not buffer.events:
+            return None
+        first, last = buffer.events[0].event_id, buffer.events[-1].event_id
+        if cursor + 1 < first or cursor > last:
+            return None
+        return buffer, cursor + 1 - first

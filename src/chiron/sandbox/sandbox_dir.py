@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from chiron.private_files import write_new_file
 from chiron.sandbox import supervisor
 from chiron.sandbox.backend import SandboxError
 from chiron.sandbox.bwrap_command import HOME, WORKSPACE, HostPaths
@@ -100,10 +101,10 @@ class SandboxDir:
                 os.chown(directory, owner, owner)
         self.etc.mkdir(mode=0o755)
         for name, content in etc_files.items():
-            _write_file(self.etc / name, content, 0o644)
+            write_new_file(self.etc / name, content, 0o644)
 
     def write_spec(self, spec: dict[str, Any]) -> None:
-        _write_file(self.spec, json.dumps(spec).encode(), 0o600)
+        write_new_file(self.spec, json.dumps(spec).encode(), 0o600)
 
     def read_spec(self) -> dict[str, Any] | None:
         try:
@@ -120,7 +121,7 @@ class SandboxDir:
         for key, content in files.items():
             target = self._file_target(key)
             _make_parents(target, stop=self.root, owner=owner)
-            _write_file(target, content, 0o600)
+            write_new_file(target, content, 0o600)
             if owner is not None:
                 os.chown(target, owner, owner)
 
@@ -170,16 +171,6 @@ class SandboxDir:
         if os.geteuid() != 0:
             _grant_owner_access(self.root)
         shutil.rmtree(self.root, onerror=_ignore_missing)
-
-
-def _write_file(path: Path, content: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
 
 
 def _make_parents(target: Path, *, stop: Path, owner: int | None) -> None:
