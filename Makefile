@@ -20,3 +20,4 @@ bench: setup
 	.venv/bin/python bench/event_throughput.py
 	.venv/bin/python bench/concurrency.py
 	.venv/bin/python bench/proxy_overhead.py
+	.venv/bin/python bench/harness_overhead.py

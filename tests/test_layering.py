@@ -16,6 +16,8 @@ FORBIDDEN = {
     "sandbox": {"store", "runtime", "api", "cli"},
     "runtime": {"api", "cli"},
     "harness": {"store", "runtime", "api", "cli", "sandbox", "settings", "redaction"},
+    # Pure functions over event dicts, shared by every front door.
+    "render": {"store", "runtime", "api", "cli", "sandbox", "harness"},
 }
 STDLIB_ONLY = [SRC / "sandbox" / "supervisor.py", *sorted((SRC / "harness").glob("*.py"))]
 
@@ -51,5 +53,23 @@ def test_code_running_inside_or_beside_sandboxes_is_stdlib_only(path: Path) -> N
         and name != "__future__"
         and not name.startswith(allowed_prefixes)
         and name != "chiron"
+    )
+    assert outside == []
+
+
+# The `chiron` agent loop runs inside sandboxes too, where the model SDKs are mounted read-only:
+# those (and their HTTP client) are all it may use beyond the standard library.
+MODEL_SDKS = ("openai", "anthropic", "httpx")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((SRC / "harness" / "agent").glob("*.py")), ids=lambda p: p.name
+)
+def test_the_agent_loop_uses_only_the_stdlib_and_the_model_sdks(path: Path) -> None:
+    outside = sorted(
+        name
+        for name in _imports(path)
+        if name.split(".")[0] not in (*sys.stdlib_module_names, *MODEL_SDKS)
+        and not name.startswith("chiron.harness")
     )
     assert outside == []

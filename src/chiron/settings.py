@@ -111,6 +111,38 @@ class Settings(BaseSettings):
         "(split DNS, tests); overridden names may point at private addresses.",
     )
 
+    model_provider: Literal["openai", "anthropic"] = Field(
+        default="openai",
+        description="Model API of the `chiron` harness: `openai` (any OpenAI-compatible Chat "
+        "Completions API) or `anthropic` (Messages API).",
+    )
+    model_base_url: str | None = Field(
+        default=None,
+        description="Base URL of that API (https://api.openai.com/v1 or "
+        "https://api.anthropic.com when unset); its host is reachable from model harnesses.",
+    )
+    model: str | None = Field(
+        default=None, description="Default model name; sessions and executions may override it."
+    )
+    agent_max_steps: int = Field(
+        default=50, ge=1, description="Model calls one `chiron` harness turn may make."
+    )
+    model_max_retries: int = Field(
+        default=3, ge=0, description="Retries of a model request after a transient failure."
+    )
+    model_timeout_s: float = Field(
+        default=120.0, gt=0, description="How long a harness waits for the model to answer."
+    )
+    harness_cli_dir: Path | None = Field(
+        default=None,
+        description="npm `node_modules` folder holding the codex and claude CLIs, mounted "
+        "read-only into sandboxes; default: harness-clis/node_modules of the source checkout.",
+    )
+    overlay_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Colon list of overlay folders (SYSTEM_PROMPT.md, personas/<id>.md).",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -145,6 +177,27 @@ class Settings(BaseSettings):
                 "CHIRON_DATABASE_URL must start with sqlite+aiosqlite:// or "
                 f"postgresql+asyncpg://, got a URL with scheme {value.split(':', 1)[0]!r}"
             )
+        return value
+
+    @field_validator("model_base_url")
+    @classmethod
+    def _check_model_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"CHIRON_MODEL_BASE_URL must be an http(s) URL with a host, got {value!r}"
+            )
+        return value.rstrip("/")
+
+    @field_validator("overlay_dirs", mode="before")
+    @classmethod
+    def _split_overlay_dirs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(part) for part in value.split(":") if part.strip()]
         return value
 
     @field_validator("egress_allow", mode="before")

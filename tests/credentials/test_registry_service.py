@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from chiron.credentials import (
     CredentialRegistry,
+    ImplicitAccess,
     InvalidDeclaration,
     SecretBox,
     SecretsKeyError,
@@ -221,3 +222,37 @@ async def test_start_up_loads_the_key_and_refuses_a_wrong_one(store: Store, tmp_
     (tmp_path / "home" / "secrets.key").unlink()
     with pytest.raises(SecretsKeyError, match="secret GITHUB_TOKEN was encrypted with key"):
         await load_known_values(store, settings, redactor=Redactor())
+
+
+async def test_implicit_access_adds_hosts_and_existing_secrets_below_every_grant(
+    registry: CredentialRegistry,
+) -> None:
+    implicit = ImplicitAccess(
+        hosts=("api.model.test",),
+        secrets=("OPENAI_API_KEY", "ANTHROPIC_API_KEY"),
+        hosts_with_secret={"ANTHROPIC_API_KEY": "api.anthropic.com"},
+    )
+    # No key stored yet: the model host is reachable, nothing is injected, and the other
+    # provider's host stays closed.
+    bare = await registry.effective("prn_model", implicit=implicit)
+    assert "api.model.test" in bare.allowed_hosts
+    assert "api.anthropic.com" not in bare.allowed_hosts
+    assert bare.secrets == ()
+
+    await registry.put_secret(
+        "OPENAI_API_KEY",
+        {"type": "http", "value": "sk-model-0123456789", "hosts": ["api.model.test"]},
+    )
+    config = await registry.effective("prn_model", implicit=implicit, with_values=True)
+    assert [(g.spec.name, g.priority) for g in config.secrets] == [("OPENAI_API_KEY", -1_000_001)]
+    assert config.env["OPENAI_API_KEY"] == "OPENAI_API_KEY"
+    assert config.values["OPENAI_API_KEY"] == "sk-model-0123456789"
+    assert "api.anthropic.com" not in config.allowed_hosts
+
+    # A principal's own grant of the key wins over the implicit one.
+    await registry.add_grant("OPENAI_API_KEY", principal_id="prn_model", role=None, priority=5)
+    granted = await registry.effective("prn_model", implicit=implicit)
+    assert [(g.spec.name, g.priority) for g in granted.secrets] == [("OPENAI_API_KEY", 5)]
+    # Without implicit access (another harness), only real grants count.
+    other = await registry.effective("prn_other")
+    assert other.secrets == () and "api.model.test" not in other.allowed_hosts

@@ -20,12 +20,15 @@ PACKAGE_PARENT = str(Path(chiron.__file__).resolve().parent.parent)
 
 
 class HarnessProcess:
-    def __init__(self, workspace: Path, adapter: str = "shell") -> None:
+    def __init__(
+        self, workspace: Path, adapter: str = "shell", env: dict[str, str] | None = None
+    ) -> None:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONPATH": PACKAGE_PARENT,
             "CHIRON_WORKSPACE": str(workspace),
             "LANG": "C.UTF-8",
+            **(env or {}),
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-s", "-S", "-m", "chiron.harness", "--adapter", adapter],

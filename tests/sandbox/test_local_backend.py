@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -374,3 +375,22 @@ def test_check_reports_a_sandbox_that_cannot_start(settings: Settings) -> None:
     broken = LocalSandboxBackend(settings.model_copy(update={"sandbox_python": "/usr/bin/false"}))
     with pytest.raises(SandboxUnavailable, match="cannot start a sandbox"):
         broken.check()
+
+
+async def test_read_only_mounts_are_visible_and_cannot_be_written(
+    backend: LocalSandboxBackend, make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    (shared / "tool.txt").write_text("from the host\n")
+    (shared / "tool.txt").chmod(0o644)
+    sandbox_id = await make_sandbox(read_only_mounts={"/opt/chiron/extra/deep": shared})
+    messages = await run_turn(
+        backend,
+        Reader(backend, sandbox_id),
+        "cd /opt/chiron/extra/deep; cat tool.txt; touch new 2>/dev/null || echo ro",
+    )
+    assert deltas(messages) == "from the host\nro\n"
+    assert not (shared / "new").exists()
+    with pytest.raises(SandboxError, match="read-only mounts go under /opt/chiron/"):
+        await make_sandbox(read_only_mounts={"/etc/cron.d": shared})

@@ -182,3 +182,58 @@ async def check_server(connection: Connection | None, base_url: str) -> list[Che
             except CliError as exc:
                 results.append(CheckResult("API key accepted", False, exc.message, required=False))
         return results
+
+
+def check_harness_clis(settings: Settings) -> list[CheckResult]:
+    """The codex and claude CLIs the `codex` and `claudecode` harnesses drive (optional)."""
+    from chiron.runtime.model_access import default_cli_dir
+
+    folder = settings.harness_cli_dir or default_cli_dir()
+    results = []
+    for harness, command in (("codex", "codex"), ("claudecode", "claude")):
+        name = f"{harness} harness CLI"
+        if folder is None or not (folder / ".bin" / command).exists():
+            detail = "not installed: run `make setup` (npm ci in harness-clis/) or set "
+            detail += "CHIRON_HARNESS_CLI_DIR"
+            results.append(CheckResult(name, False, detail, required=False))
+            continue
+        try:
+            probe = subprocess.run(
+                [str(folder / ".bin" / command), "--version"],
+                capture_output=True,
+                text=True,
+                timeout=PROBE_TIMEOUT_S,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            results.append(CheckResult(name, False, f"{command} does not start: {exc}", False))
+            continue
+        version = (probe.stdout or probe.stderr).strip().splitlines()[:1]
+        ok = probe.returncode == 0
+        detail = version[0] if version else f"exit status {probe.returncode}"
+        results.append(CheckResult(name, ok, detail, required=False))
+    return results
+
+
+def check_model_sdks(settings: Settings) -> CheckResult:
+    """Whether the sandbox's Python loads the model SDKs the `chiron` harness uses."""
+    from chiron.runtime.model_access import sdk_dir
+
+    name = "chiron harness model SDKs"
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import openai, anthropic"
+    try:
+        probe = subprocess.run(
+            [str(settings.sandbox_python), "-I", "-S", "-c", code, str(sdk_dir())],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S * 3,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return CheckResult(name, False, f"{settings.sandbox_python} failed: {exc}", False)
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        detail = f"{settings.sandbox_python} cannot import openai/anthropic from {sdk_dir()}: "
+        return CheckResult(name, False, detail + last, required=False)
+    return CheckResult(name, True, f"openai and anthropic load from {sdk_dir()}", False)

@@ -31,6 +31,8 @@ def doctor() -> None:
             checks.check_socat(),
             checks.check_home(settings),
             checks.check_admin_key(settings),
+            checks.check_model_sdks(settings),
+            *checks.check_harness_clis(settings),
             *asyncio.run(_async_checks(settings)),
         ]
     for result in results:

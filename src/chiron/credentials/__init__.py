@@ -28,6 +28,7 @@ from chiron.credentials.errors import (
 from chiron.credentials.host_rules import host_matches, normalize_host_pattern, request_matches
 from chiron.credentials.registry_service import (
     CredentialRegistry,
+    ImplicitAccess,
     SecretSummary,
     load_known_values,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "EffectiveConfig",
     "Grant",
     "GrantedSecret",
+    "ImplicitAccess",
     "InvalidDeclaration",
     "Override",
     "ParsedSecret",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,17 @@ logger = logging.getLogger(__name__)
 
 MAX_PRIORITY = 1_000_000
 MAX_AUDIT_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ImplicitAccess:
+    """Access a sandbox gets without a grant (see `CredentialRegistry.effective`)."""
+
+    hosts: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    hosts_with_secret: Mapping[str, str] = field(default_factory=dict)
+    # Below the lowest priority a grant may have.
+    priority: int = -MAX_PRIORITY - 1
 
 
 @dataclass(frozen=True)
@@ -220,27 +231,41 @@ class CredentialRegistry:
 
     # -- effective config and audit ----------------------------------------------------------
 
-    async def effective(self, principal_id: str, *, with_values: bool = False) -> EffectiveConfig:
-        """The principal's effective config; values only when a proxy asks for them."""
+    async def effective(
+        self,
+        principal_id: str,
+        *,
+        with_values: bool = False,
+        implicit: ImplicitAccess | None = None,
+    ) -> EffectiveConfig:
+        """The principal's effective config; values only when a proxy asks for them.
+
+        `implicit` adds what the sandbox gets by what it runs rather than by grants (a model
+        harness's endpoint and key): hosts always reachable, and secrets granted at a priority
+        below every real grant when they exist, each with hosts reachable only then.
+        """
         validate_principal_id(principal_id)
+        implicit = implicit or ImplicitAccess()
         async with self.store.read() as conn:
             role_names = await queries.roles_of(conn, principal_id)
             grant_rows = await queries.grants_for(conn, principal_id, role_names)
-            rows = await queries.list_secrets(conn, sorted({g.secret_name for g in grant_rows}))
+            wanted = {g.secret_name for g in grant_rows} | set(implicit.secrets)
+            rows = await queries.list_secrets(conn, sorted(wanted))
         specs = {row.name: spec for row in rows if (spec := _stored_spec(row)) is not None}
         values = (
             {row.name: self._open(row) for row in rows if row.name in specs}
             if with_values
             else None
         )
-        return effective_config(
-            principal_id,
-            role_names,
-            [Grant(g.secret_name, g.priority, g.principal_id, g.role) for g in grant_rows],
-            specs.values(),
-            self.base_allowlist,
-            values,
-        )
+        grants = [Grant(g.secret_name, g.priority, g.principal_id, g.role) for g in grant_rows]
+        grants += [
+            Grant(name, implicit.priority, principal_id=principal_id)
+            for name in implicit.secrets
+            if name in specs
+        ]
+        hosts = [*self.base_allowlist, *implicit.hosts]
+        hosts += [host for name, host in implicit.hosts_with_secret.items() if name in specs]
+        return effective_config(principal_id, role_names, grants, specs.values(), hosts, values)
 
     async def audit(
         self, *, thread_key: str | None = None, since: datetime | None = None, limit: int = 100

@@ -89,3 +89,73 @@ def output_delta_lines(thread_id: str, turn_id: str, item_id: str, deltas: Itera
         f'"itemId":{encode_string(item_id)},"delta":'
     )
     return "".join(f"{head}{encode_string(delta)}}}}}\n" for delta in deltas).encode()
+
+
+def turn_failed(thread_id: str, turn_id: str, message: str) -> Message:
+    """`turn/completed` with status `failed` and the error that ended the turn."""
+    return notification(
+        "turn/completed",
+        {
+            "threadId": thread_id,
+            "turn": {"id": turn_id, "status": "failed", "error": {"message": message}},
+        },
+    )
+
+
+def turn_error(thread_id: str, turn_id: str, message: str, *, will_retry: bool) -> Message:
+    """`error` tied to a turn; without `willRetry` it ends the turn as failed (DESIGN §7)."""
+    return notification(
+        "error",
+        {
+            "threadId": thread_id,
+            "turnId": turn_id,
+            "error": {"message": message},
+            "willRetry": will_retry,
+        },
+    )
+
+
+def agent_message_delta(thread_id: str, turn_id: str, item_id: str, delta: str) -> Message:
+    return notification(
+        "item/agentMessage/delta",
+        {"threadId": thread_id, "turnId": turn_id, "itemId": item_id, "delta": delta},
+    )
+
+
+def reasoning_delta(thread_id: str, turn_id: str, item_id: str, delta: str) -> Message:
+    return notification(
+        "item/reasoning/textDelta",
+        {"threadId": thread_id, "turnId": turn_id, "itemId": item_id, "delta": delta},
+    )
+
+
+def reasoning_item(item_id: str, text: str) -> dict[str, Any]:
+    return {"id": item_id, "type": "reasoning", "summary": [], "content": [text] if text else []}
+
+
+def file_change_item(item_id: str, changes: list[dict[str, Any]], status: str) -> dict[str, Any]:
+    """`changes`: `{"path", "kind": {"type": "add" | "update" | "delete"}, "diff"}` each."""
+    return {"id": item_id, "type": "fileChange", "changes": changes, "status": status}
+
+
+def tool_call_item(
+    item_id: str,
+    server: str,
+    tool: str,
+    arguments: Any,
+    status: str,
+    *,
+    result: Any = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """An `mcpToolCall` item: a tool that is neither a command nor a file change."""
+    return {
+        "id": item_id,
+        "type": "mcpToolCall",
+        "server": server,
+        "tool": tool,
+        "arguments": arguments,
+        "status": status,
+        "result": result,
+        "error": None if error is None else {"message": error},
+    }

@@ -24,6 +24,7 @@ from chiron.runtime.sandbox_allocator import ReadySandbox, SandboxAllocator
 from chiron.runtime.stdout_pump import PumpContext, StdoutPump
 from chiron.runtime.tasks import TaskSet
 from chiron.runtime.terminal import TurnOutcome, TurnTracker
+from chiron.runtime.turn_context import TurnContext
 from chiron.sandbox.backend import (
     InputReceipt,
     SandboxBackend,
@@ -84,6 +85,7 @@ class ExecutionDriver:
         self._early_interrupts: dict[str, str] = {}
         # Outcomes decided by the driver (a deadline) that win over what the harness reports.
         self._forced_outcomes: dict[str, TurnOutcome] = {}
+        self._context = TurnContext(event_log.store, settings.overlay_dirs)
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -222,7 +224,9 @@ class ExecutionDriver:
             receipt = None
             early = self._early_interrupts.get(execution_id)
             if input_lines and early is None:
-                lines = [with_context(line, session, execution_id) for line in input_lines]
+                lines = await self._context.lines_for(
+                    input_lines, session, execution, fresh_sandbox=ready.source == "cold_create"
+                )
                 receipt = await self._backend.write_input(
                     ready.sandbox_id, lines, token=execution_id
                 )
@@ -482,26 +486,3 @@ class ExecutionDriver:
 
     def _idle_timeout_ms(self, execution: ExecutionRecord) -> int:
         return int(execution.request.get("idle_timeout_ms") or self._settings.idle_pause_ms)
-
-
-def with_context(line: str, session: SessionRecord, execution_id: str) -> str:
-    """Add `thread_key`, `trace_id` and `session_context` to object lines that lack them."""
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return line
-    if not isinstance(message, dict):
-        return line
-    message.setdefault("thread_key", session.thread_key)
-    message.setdefault("trace_id", execution_id)
-    message.setdefault(
-        "session_context",
-        {
-            "thread_key": session.thread_key,
-            "harness_type": session.harness_type,
-            "persona_id": session.persona_id,
-            "metadata": session.metadata,
-            "execution_id": execution_id,
-        },
-    )
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)

@@ -135,7 +135,12 @@ class RecoveryLoop:
                 async with self._log.store.read() as conn:
                     session = await session_queries.get_session(conn, row.thread_key)
                 if session is not None:
-                    await egress.rebind(sandbox_id, row.thread_key, session.principal_id)
+                    await egress.rebind(
+                        sandbox_id,
+                        row.thread_key,
+                        session.principal_id,
+                        self._allocator.model_for(session),
+                    )
 
     async def pause_idle(self) -> None:
         async with self._log.store.read() as conn:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from chiron.runtime.event_log import EventLog
+from chiron.runtime.model_access import ModelAccess, model_access
 from chiron.runtime.sandbox_egress import SandboxEgress, SandboxNetwork
 from chiron.sandbox.backend import (
     ResourceLimits,
@@ -68,7 +69,7 @@ class SandboxAllocator:
                     live
                     and self.egress is not None
                     and await self.egress.needs_new_sandbox(
-                        session.sandbox_id, session.principal_id
+                        session.sandbox_id, session.principal_id, self.model_for(session)
                     )
                 ):
                     state = SandboxState.GONE  # made without network; it needs some now
@@ -86,11 +87,13 @@ class SandboxAllocator:
 
     async def _create(self, session: SessionRecord) -> str:
         sandbox_id = new_id("sbx")
+        model = self.model_for(session)
         network = SandboxNetwork(None, {})
         if self.egress is not None:
             network = await self.egress.network_for(
-                sandbox_id, session.thread_key, session.principal_id
+                sandbox_id, session.thread_key, session.principal_id, model
             )
+        model_env = model.env if model is not None else {}
         spec = SandboxSpec(
             sandbox_id=sandbox_id,
             harness=session.harness_type,
@@ -100,10 +103,11 @@ class SandboxAllocator:
                 max_processes=self._settings.sandbox_max_processes,
                 file_bytes=self._settings.sandbox_file_bytes,
             ),
-            env={**network.env, "CHIRON_THREAD_KEY": session.thread_key},
+            env={**model_env, **network.env, "CHIRON_THREAD_KEY": session.thread_key},
             labels={"thread_key": session.thread_key, "harness": session.harness_type},
             principal_id=session.principal_id,
             egress=network.binding,
+            read_only_mounts=dict(model.mounts) if model is not None else {},
         )
         try:
             await self._backend.create(spec)
@@ -123,6 +127,11 @@ class SandboxAllocator:
             )
             await session_queries.update_session(tx.conn, session.thread_key, sandbox_id=sandbox_id)
         return sandbox_id
+
+    def model_for(self, session: SessionRecord) -> ModelAccess | None:
+        return model_access(
+            self._settings, session.harness_type, isolated=self.isolation == "bwrap"
+        )
 
     async def discard(self, sandbox_id: str) -> None:
         """Stop a sandbox (idempotent) and mark its row stopped."""

@@ -16,11 +16,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from chiron.credentials import CredentialRegistry, EffectiveConfig
+from chiron.credentials import CredentialRegistry, EffectiveConfig, ImplicitAccess
 from chiron.egress import AuditRecord, EgressOptions, EgressProxy
 from chiron.egress.effective_config_adapter import proxy_config_from_effective
 from chiron.runtime.brokered_tokens import BrokeredTokens, BrokerError
 from chiron.runtime.event_log import EventLog
+from chiron.runtime.model_access import ModelAccess
 from chiron.runtime.tasks import TaskSet
 from chiron.sandbox.backend import EgressBinding, SandboxError
 from chiron.settings import Settings
@@ -43,6 +44,7 @@ class SandboxNetwork:
 class _Bound:
     thread_key: str
     principal_id: str
+    implicit: ImplicitAccess | None
 
 
 class SandboxEgress:
@@ -90,41 +92,59 @@ class SandboxEgress:
         await self._brokered.close()
 
     async def network_for(
-        self, sandbox_id: str, thread_key: str, principal_id: str
+        self,
+        sandbox_id: str,
+        thread_key: str,
+        principal_id: str,
+        model: ModelAccess | None = None,
     ) -> SandboxNetwork:
-        """Open `sandbox_id`'s listener and load its principal's config, if it needs one."""
-        if await self._nobody_needs_network():
+        """Open `sandbox_id`'s listener and load its principal's config, if it needs one.
+
+        A model harness (`model`) always gets network: its model endpoint is reachable.
+        """
+        implicit = model.implicit_access() if model is not None else None
+        if implicit is None and await self._nobody_needs_network():
             return SandboxNetwork(None, {})
-        effective = await self._effective(principal_id)
+        effective = await self._effective(principal_id, implicit)
         if not effective.allowed_hosts:
             return SandboxNetwork(None, dict(effective.env))
         await self._ensure_started()
         socket_path = await self.proxy.open_listener(sandbox_id)
         await self.proxy.load(sandbox_id, proxy_config_from_effective(effective))
-        self._bound[sandbox_id] = _Bound(thread_key, principal_id)
+        self._bound[sandbox_id] = _Bound(thread_key, principal_id, implicit)
         return SandboxNetwork(
             EgressBinding(socket_path, self.proxy.ca_cert_path), dict(effective.env)
         )
 
-    async def needs_new_sandbox(self, sandbox_id: str, principal_id: str) -> bool:
+    async def needs_new_sandbox(
+        self, sandbox_id: str, principal_id: str, model: ModelAccess | None = None
+    ) -> bool:
         """True when a sandbox made without network now has somewhere to go."""
+        implicit = model.implicit_access() if model is not None else None
         if (
             sandbox_id in self._bound
-            or await self._nobody_needs_network()
+            or (implicit is None and await self._nobody_needs_network())
             or self.was_bound(sandbox_id)
         ):
             return False
-        effective = await self._registry.effective(principal_id)
+        effective = await self._registry.effective(principal_id, implicit=implicit)
         return bool(effective.allowed_hosts)
 
     def was_bound(self, sandbox_id: str) -> bool:
         return self.proxy.socket_path(sandbox_id).parent.exists()
 
-    async def rebind(self, sandbox_id: str, thread_key: str, principal_id: str) -> None:
+    async def rebind(
+        self,
+        sandbox_id: str,
+        thread_key: str,
+        principal_id: str,
+        model: ModelAccess | None = None,
+    ) -> None:
         """After a restart: reopen a running sandbox's listener (it keeps its mount)."""
         await self._ensure_started()
         await self.proxy.open_listener(sandbox_id)
-        self._bound[sandbox_id] = _Bound(thread_key, principal_id)
+        implicit = model.implicit_access() if model is not None else None
+        self._bound[sandbox_id] = _Bound(thread_key, principal_id, implicit)
         await self._reload(sandbox_id)
 
     async def release(self, sandbox_id: str) -> None:
@@ -152,12 +172,16 @@ class SandboxEgress:
 
     async def _reload(self, sandbox_id: str) -> None:
         bound = self._bound[sandbox_id]
-        effective = await self._effective(bound.principal_id)
+        effective = await self._effective(bound.principal_id, bound.implicit)
         await self.proxy.load(sandbox_id, proxy_config_from_effective(effective))
 
-    async def _effective(self, principal_id: str) -> EffectiveConfig:
+    async def _effective(
+        self, principal_id: str, implicit: ImplicitAccess | None
+    ) -> EffectiveConfig:
         """The principal's config with values; a brokered secret's value is its current token."""
-        effective = await self._registry.effective(principal_id, with_values=True)
+        effective = await self._registry.effective(
+            principal_id, with_values=True, implicit=implicit
+        )
         values = dict(effective.values)
         for granted in effective.secrets:
             spec = granted.spec

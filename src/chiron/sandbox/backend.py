@@ -74,6 +74,8 @@ class SandboxSpec:
     principal_id: str | None = None
     # None: no network at all but loopback (as before the egress proxy existed).
     egress: EgressBinding | None = None
+    # Host folders mounted read-only at these sandbox paths (model SDKs, harness CLIs).
+    read_only_mounts: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ Run as anyone else, bwrap maps the caller into a fresh user namespace.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,7 @@ def bwrap_argv(
     command: list[str] | None = None,
     egress: EgressBinding | None = None,
     socat: str | None = None,
+    read_only_mounts: Mapping[str, Path] | None = None,
 ) -> list[str]:
     """The full command line; `setpriv` and `uid` are given when the server runs as root.
 
@@ -182,6 +184,14 @@ def bwrap_argv(
         argv += egress_mounts(egress)
     argv += ["--bind", str(paths.workspace), WORKSPACE, "--bind", str(paths.home), HOME]
     argv += ["--ro-bind", str(paths.package_dir), f"{PACKAGE_ROOT}/chiron"]
+    for target, source in sorted((read_only_mounts or {}).items()):
+        if not target.startswith(f"{PACKAGE_ROOT}/") or ".." in target.split("/"):
+            raise ValueError(f"read-only mounts go under {PACKAGE_ROOT}/, not {target!r}")
+        # Implicit parents of a mount point would be 0700 (see above).
+        parts = target[len(PACKAGE_ROOT) + 1 :].split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            argv += ["--perms", "0755", "--dir", "/".join([PACKAGE_ROOT, *parts[:depth]])]
+        argv += ["--ro-bind", str(source), target]
     argv += ["--chdir", WORKSPACE]
     if uid is not None:
         if setpriv is None:

@@ -273,16 +273,20 @@ class LocalSandboxBackend:
         }
         if self._isolated:
             assert self._bwrap is not None
-            argv = bwrap_command.bwrap_argv(
-                bwrap=self._bwrap,
-                setpriv=self._setpriv,
-                uid=uid,
-                paths=paths,
-                python=self._python,
-                harness=spec.harness,
-                egress=spec.egress,
-                socat=self._socat,
-            )
+            try:
+                argv = bwrap_command.bwrap_argv(
+                    bwrap=self._bwrap,
+                    setpriv=self._setpriv,
+                    uid=uid,
+                    paths=paths,
+                    python=self._python,
+                    harness=spec.harness,
+                    egress=spec.egress,
+                    socat=self._socat,
+                    read_only_mounts=spec.read_only_mounts,
+                )
+            except ValueError as exc:
+                raise SandboxError(str(exc)) from None
             env = bwrap_command.sandbox_env(spec.env, spec.egress)
             # Without its own uid or user namespace a sandbox would share the process count
             # of the server's user, so the cap only applies to isolated sandboxes.

@@ -217,3 +217,25 @@ async def list_by_status(
         .all()
     )
     return [_record(row) for row in rows]
+
+
+async def finished_for_session(
+    conn: AsyncConnection, thread_key: str, *, limit: int = 200
+) -> list[ExecutionRecord]:
+    """The session's most recent finished executions (at most `limit`), oldest first."""
+    rows = (
+        (
+            await conn.execute(
+                sa.select(executions)
+                .where(
+                    executions.c.thread_key == thread_key,
+                    executions.c.status.in_(TERMINAL_STATUSES),
+                )
+                .order_by(executions.c.created_at.desc())
+                .limit(limit)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return [_record(row) for row in reversed(rows)]
