@@ -20,6 +20,7 @@ import pytest
 from tests.fake_models.anthropic_messages import AnthropicMessagesServer
 from tests.fake_models.base import FakeModelServer, ModelRequest, Reply, ToolCall
 from tests.fake_models.openai_chat import OpenAIChatServer
+from tests.fixtures.harness_streams import record_stream, recording
 from tests.harness.conftest import HarnessProcess, agent_texts
 
 SDK_PATH = sysconfig.get_paths()["purelib"]
@@ -292,6 +293,8 @@ async def test_a_turn_writes_a_file_runs_its_tests_and_answers(rig: Rig) -> None
     [test_run] = tool_results(third)[1:]
     assert test_run.startswith("exit code: 0\n") and "Ran 2 tests" in test_run
     assert tool_call_ids(third) == result_ids(third)
+    if recording() and rig.provider == "openai":
+        record_stream("chiron", messages, rig.workspace)
 
 
 async def test_a_failing_command_reports_its_exit_code(rig: Rig) -> None:

@@ -9,7 +9,6 @@ from the text+command turn.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -21,13 +20,13 @@ import pytest
 
 from tests.fake_models.anthropic_messages import AnthropicMessagesServer
 from tests.fake_models.base import ModelRequest, Reply, ToolCall
+from tests.fixtures.harness_streams import record_stream, recording
 from tests.harness.conftest import HarnessProcess, agent_texts
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_BIN = REPO / "harness-clis" / "node_modules" / ".bin"
-FIXTURE = REPO / "tests" / "fixtures" / "harness_streams" / "claudecode.jsonl"
 Message = dict[str, Any]
 
 if not (CLI_BIN / "claude").exists():
@@ -231,16 +230,8 @@ async def test_a_command_turn_runs_in_the_workspace_and_sends_the_output_back(ri
     first, second = rig.fake.model_requests()
     assert first.body["model"] == second.body["model"] == "claude-fake-model"
     assert tool_results(second) == ["made"]
-    if os.environ.get("CHIRON_RECORD_HARNESS_STREAMS"):
-        record(messages, rig.workspace)
-
-
-def record(messages: list[Message], workspace: Path) -> None:
-    """Save the stream as a renderer fixture, the workspace spelled as in a sandbox."""
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(m, ensure_ascii=False) for m in messages]
-    text = "\n".join(lines).replace(str(workspace), "/workspace")
-    FIXTURE.write_text(text + "\n")
+    if recording():
+        record_stream("claudecode", messages, rig.workspace)
 
 
 async def test_file_tools_failing_commands_and_thinking_become_items(rig: Rig) -> None:

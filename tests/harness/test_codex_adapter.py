@@ -9,7 +9,6 @@ the text+command turn.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -21,13 +20,13 @@ import pytest
 
 from tests.fake_models.base import ModelRequest, Reply, ToolCall
 from tests.fake_models.responses import ResponsesServer, function_call_outputs, input_texts
+from tests.fixtures.harness_streams import record_stream, recording
 from tests.harness.conftest import HarnessProcess, agent_texts
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_BIN = REPO / "harness-clis" / "node_modules" / ".bin"
-FIXTURE = REPO / "tests" / "fixtures" / "harness_streams" / "codex.jsonl"
 Message = dict[str, Any]
 
 if not (CLI_BIN / "codex").exists():
@@ -199,16 +198,8 @@ async def test_a_command_turn_runs_in_the_workspace_and_sends_the_output_back(ri
     assert first.body["model"] == second.body["model"] == "fake-codex-model"
     [output] = function_call_outputs(second)
     assert output["call_id"] == "call_0_0" and "made" in output["output"]
-    if os.environ.get("CHIRON_RECORD_HARNESS_STREAMS"):
-        record(messages, rig.workspace)
-
-
-def record(messages: list[Message], workspace: Path) -> None:
-    """Save the stream as a renderer fixture, the workspace spelled as in a sandbox."""
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(m, ensure_ascii=False) for m in messages]
-    text = "\n".join(lines).replace(str(workspace), "/workspace")
-    FIXTURE.write_text(text + "\n")
+    if recording():
+        record_stream("codex", messages, rig.workspace)
 
 
 async def test_a_second_turn_continues_the_conversation(rig: Rig) -> None:

@@ -11,6 +11,7 @@ steering reaches the model and an interrupt ends the turn.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,17 @@ def _output(events: list[dict[str, Any]]) -> str:
     return "\n".join(str(e["payload"]) for e in events)
 
 
+def _harness_lines(events: list[dict[str, Any]], method: str) -> list[str]:
+    """The `delta` of every stored harness line with this method (streamed text)."""
+    deltas = []
+    for event in events:
+        if event["event_type"] == "session.output.line":
+            message = json.loads(event["payload"])
+            if message.get("method") == method:
+                deltas.append(message["params"]["delta"])
+    return deltas
+
+
 async def test_a_turn_runs_commands_in_the_sandbox_and_the_key_stays_at_the_edge(
     stack: ModelStack, database_url: str
 ) -> None:
@@ -156,6 +168,7 @@ async def test_a_turn_runs_commands_in_the_sandbox_and_the_key_stays_at_the_edge
 
     assert execution["status"] == "completed", (execution, _output(events)[-3000:])
     assert execution["result_text"] == "All tests pass."
+    assert "All tests pass." in "".join(_harness_lines(events, "item/agentMessage/delta"))
     requests = stack.model_requests()
     assert len(requests) >= 2
     # The model saw the command's output: the test ran in the workspace and the sandbox
@@ -232,3 +245,17 @@ async def test_steering_reaches_the_model_and_interrupt_ends_the_turn(
     after, _ = await stack.run("api:model-steer", "are you there?")
     assert after["status"] == "completed", after
     assert await poll_events(client, "api:model-steer", wait=0)
+
+
+async def test_a_rejected_key_fails_the_execution_with_a_readable_error(stack: ModelStack) -> None:
+    # Every request is refused (some clients retry a 401 once) until the key is fixed.
+    stack.fake.default = Reply(status=401, error_message="invalid key")
+    await stack.session("api:model-401")
+    execution, events = await stack.run("api:model-401", "hello")
+    assert execution["status"] == "failed", execution
+    assert "401" in execution["error"], execution["error"]
+    assert events[-1]["event_type"] == "session.execution_failed"
+    # The session stays usable once the key is fixed.
+    stack.fake.default = Reply(text="hi")
+    after, _ = await stack.run("api:model-401", "hello again")
+    assert after["status"] == "completed", after
