@@ -110,19 +110,25 @@ class TestCA:
         return context
 
 
-@dataclass
-class Received:
-    method: str
-    target: str
+class HeaderLookup:
+    """`header(name)` over a request's `headers` list, as HTTP compares names."""
+
     headers: list[tuple[str, str]]
-    body: bytes
-    sni: str | None
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
             if key.lower() == name.lower():
                 return value
         return None
+
+
+@dataclass
+class Received(HeaderLookup):
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    sni: str | None
 
 
 class EchoServer:

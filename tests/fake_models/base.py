@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.egress.tls_servers import EchoServer, Received
+from tests.egress.tls_servers import EchoServer, HeaderLookup, Received
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class Reply:
     cut_after: int | None = None  # close the connection after this many SSE events
     hang: bool = False  # accept the request, never answer
     hang_after: int | None = None  # send this many SSE events, then stall (connection open)
+    # With `hang_after`: the stall ends when this is set, and the stream goes on.
+    resume: asyncio.Event | None = None
     # Split `text` into this many deltas (at least one per character group).
     chunks: int = 3
 
@@ -57,7 +59,7 @@ ScriptEntry = Reply | Callable[["ModelRequest"], Reply]
 
 
 @dataclass(frozen=True)
-class ModelRequest:
+class ModelRequest(HeaderLookup):
     """One request as the fake server saw it."""
 
     method: str
@@ -65,12 +67,6 @@ class ModelRequest:
     headers: list[tuple[str, str]]
     body: dict[str, Any]
     sni: str | None
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
 
     @property
     def text(self) -> str:
@@ -179,11 +175,12 @@ class FakeModelServer(EchoServer):
                 # A stream cut mid-way: the connection drops without the final chunk.
                 writer.transport.abort()
                 raise ConnectionResetError("scripted stream cut")
-            if reply.hang_after is not None and index >= reply.hang_after:
-                released = asyncio.Event()
+            if reply.hang_after is not None and index == reply.hang_after:
+                released = reply.resume or asyncio.Event()
                 self._hung.append(released)
                 await released.wait()
-                return
+                if reply.resume is None:
+                    return
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
             await writer.drain()
         writer.write(b"0\r\n\r\n")

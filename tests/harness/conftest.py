@@ -17,6 +17,7 @@ import pytest
 import chiron
 
 PACKAGE_PARENT = str(Path(chiron.__file__).resolve().parent.parent)
+Message = dict[str, Any]  # one line of the harness's stdout
 
 
 class HarnessProcess:
@@ -108,13 +109,13 @@ def harness(workspace: Path) -> Iterator[HarnessProcess]:
     process.close()
 
 
-def deltas(messages: list[dict[str, Any]]) -> str:
+def deltas(messages: list[Message]) -> str:
     return "".join(
         m["params"]["delta"] for m in messages if m["method"] == "item/commandExecution/outputDelta"
     )
 
 
-def agent_texts(messages: list[dict[str, Any]]) -> list[str]:
+def agent_texts(messages: list[Message]) -> list[str]:
     return [
         m["params"]["item"]["text"]
         for m in messages
@@ -122,9 +123,31 @@ def agent_texts(messages: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def live_group_members(group: int) -> list[int]:
-    """Processes of a process group that are not zombies (an adopting init may reap late)."""
-    members = []
+def items(messages: list[Message], kind: str, method: str = "item/completed") -> list[Message]:
+    return [
+        m["params"]["item"]
+        for m in messages
+        if m["method"] == method and m["params"]["item"]["type"] == kind
+    ]
+
+
+def command_started(message: Message) -> bool:
+    """Whether `message` is a command's `item/started`."""
+    started = message["method"] == "item/started"
+    return started and message["params"]["item"]["type"] == "commandExecution"
+
+
+def ending(messages: list[Message]) -> Message:
+    """The turn of the one terminal line, which ends `messages`; no error ended it before."""
+    terminals = [m for m in messages if m["method"] == "turn/completed"]
+    assert terminals == [messages[-1]]
+    assert not any(m["method"] == "error" and not m["params"]["willRetry"] for m in messages)
+    turn: Message = messages[-1]["params"]["turn"]
+    return turn
+
+
+def _proc_stats() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, the `/proc/<pid>/stat` fields after the command name) of every process."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -132,7 +155,29 @@ def live_group_members(group: int) -> list[int]:
             stat = Path(f"/proc/{name}/stat").read_bytes()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
-            members.append(int(name))
-    return members
+        yield int(name), stat[stat.rfind(b")") + 2 :].split()
+
+
+def live_group_members(group: int) -> list[int]:
+    """Processes of a process group that are not zombies (an adopting init may reap late)."""
+    return [
+        pid
+        for pid, fields in _proc_stats()
+        if int(fields[2]) == group and fields[0] not in (b"Z", b"X")
+    ]
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    return [child for child, fields in _proc_stats() if int(fields[1]) == pid]
+
+
+def running(marker: str) -> bool:
+    """Whether a process with `marker` in its command line runs."""
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and marker.encode() in Path(f"/proc/{name}/cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False

@@ -6,14 +6,12 @@ Messages), through the official SDKs loaded from `CHIRON_SDK_PATH` as inside a s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shlex
 import sysconfig
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,84 +19,36 @@ from tests.fake_models.anthropic_messages import AnthropicMessagesServer
 from tests.fake_models.base import FakeModelServer, ModelRequest, Reply, ToolCall
 from tests.fake_models.openai_chat import OpenAIChatServer
 from tests.fixtures.harness_streams import record_stream, recording
-from tests.harness.conftest import HarnessProcess, agent_texts
+from tests.harness.conftest import Message, agent_texts, command_started, ending, items
+from tests.harness.model_rig import ModelRig, serving
 
 SDK_PATH = sysconfig.get_paths()["purelib"]
-Message = dict[str, Any]
 
 
-class Rig:
-    """A fake model API plus the harness process talking to it, with private HOME and PATH."""
+class ChironRig(ModelRig):
+    """The `chiron` harness on one provider's fake API, with a folder of tool CLIs on its PATH."""
+
+    request_wait_s = 30.0
 
     def __init__(self, provider: str, fake: FakeModelServer, root: Path) -> None:
         self.provider = provider
-        self.fake = fake
-        self.workspace = root / "workspace"
-        self.home = root / "home"
         self.tools = root / "tools"
-        for path in (self.workspace, self.home, self.tools):
-            path.mkdir()
-        self.env: dict[str, str] = {
-            "CHIRON_SDK_PATH": SDK_PATH,
-            "CHIRON_MODEL_PROVIDER": provider,
-            "CHIRON_MODEL": "fake-model",
-            "CHIRON_OPENAI_BASE_URL": f"http://127.0.0.1:{fake.port}/v1",
-            "CHIRON_ANTHROPIC_BASE_URL": f"http://127.0.0.1:{fake.port}",
-            "OPENAI_API_KEY": "OPENAI_API_KEY",
-            "ANTHROPIC_API_KEY": "ANTHROPIC_API_KEY",
-            "HOME": str(self.home),
-            "PATH": f"{self.tools}:/usr/bin:/bin",
-            "CHIRON_MODEL_MAX_RETRIES": "2",
-            "CHIRON_MODEL_RETRY_BASE_S": "0.05",
-            "CHIRON_MODEL_RETRY_MAX_S": "1",
-            "CHIRON_MODEL_TIMEOUT_S": "10",
-        }
-        self.harness: HarnessProcess | None = None
-
-    def start(self, **env: str) -> HarnessProcess:
-        self.env.update(env)
-        self.harness = HarnessProcess(self.workspace, "chiron", self.env)
-        return self.harness
-
-    def stop(self) -> None:
-        if self.harness is not None:
-            if self.harness.proc.poll() is None:
-                self.harness.proc.kill()
-            self.harness.close()
-            self.harness = None
-
-    def restart(self) -> HarnessProcess:
-        assert self.harness is not None
-        code, stderr = self.harness.close()
-        assert code == 0, stderr
-        return self.start()
-
-    @property
-    def h(self) -> HarnessProcess:
-        assert self.harness is not None
-        return self.harness
-
-    def user(self, text: str, **session_context: Any) -> None:
-        line: Message = {"type": "user", "message": {"role": "user", "content": text}}
-        if session_context:
-            line["session_context"] = session_context
-        self.h.send(line)
-
-    async def turn(self, timeout: float = 30.0) -> list[Message]:
-        return await asyncio.to_thread(self.h.turn, timeout)
-
-    async def until(
-        self, predicate: Callable[[Message], bool], timeout: float = 30.0
-    ) -> list[Message]:
-        return await asyncio.to_thread(self.h.until, predicate, timeout)
-
-    async def requests(self, count: int, timeout: float = 30.0) -> list[ModelRequest]:
-        """The model requests, once at least `count` arrived."""
-        deadline = time.monotonic() + timeout
-        while len(self.fake.model_requests()) < count:
-            assert time.monotonic() < deadline, f"fewer than {count} model requests arrived"
-            await asyncio.sleep(0.02)
-        return self.fake.model_requests()
+        self.tools.mkdir()
+        super().__init__(
+            "chiron",
+            fake,
+            root,
+            {
+                "CHIRON_SDK_PATH": SDK_PATH,
+                "CHIRON_MODEL_PROVIDER": provider,
+                "CHIRON_MODEL": "fake-model",
+                "PATH": f"{self.tools}:/usr/bin:/bin",
+                "CHIRON_MODEL_MAX_RETRIES": "2",
+                "CHIRON_MODEL_RETRY_BASE_S": "0.05",
+                "CHIRON_MODEL_RETRY_MAX_S": "1",
+                "CHIRON_MODEL_TIMEOUT_S": "10",
+            },
+        )
 
 
 @pytest.fixture(params=["openai", "anthropic"])
@@ -108,15 +58,10 @@ def provider(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def rig(provider: str, tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(provider: str, tmp_path: Path) -> AsyncIterator[ChironRig]:
     fake = OpenAIChatServer() if provider == "openai" else AnthropicMessagesServer()
-    await fake.start()
-    setup = Rig(provider, fake, tmp_path)
-    try:
+    async with serving(fake, lambda: ChironRig(provider, fake, tmp_path)) as setup:
         yield setup
-    finally:
-        await asyncio.to_thread(setup.stop)
-        await fake.stop()
 
 
 # -- what the requests carry, in either dialect ---------------------------------------------
@@ -180,14 +125,6 @@ def system_prompt(request: ModelRequest) -> str:
     return content
 
 
-def items(messages: list[Message], kind: str, method: str = "item/completed") -> list[Message]:
-    return [
-        m["params"]["item"]
-        for m in messages
-        if m["method"] == method and m["params"]["item"]["type"] == kind
-    ]
-
-
 def retry_errors(messages: list[Message]) -> list[str]:
     found = []
     for m in messages:
@@ -197,18 +134,12 @@ def retry_errors(messages: list[Message]) -> list[str]:
     return found
 
 
-def ending(messages: list[Message]) -> Message:
-    assert messages[-1]["method"] == "turn/completed"
-    turn: Message = messages[-1]["params"]["turn"]
-    return turn
-
-
-def expected_key_header(rig: Rig) -> str:
+def expected_key_header(rig: ChironRig) -> str:
     """The placeholder key, sent the way each SDK sends a key."""
     return "Bearer OPENAI_API_KEY" if rig.provider == "openai" else "ANTHROPIC_API_KEY"
 
 
-def auth_header(rig: Rig, request: ModelRequest) -> str | None:
+def auth_header(rig: ChironRig, request: ModelRequest) -> str | None:
     if rig.provider == "openai":
         return request.header("authorization")
     return request.header("x-api-key")
@@ -230,7 +161,7 @@ class MathTest(unittest.TestCase):
 # -- a whole turn ---------------------------------------------------------------------------
 
 
-async def test_a_turn_writes_a_file_runs_its_tests_and_answers(rig: Rig) -> None:
+async def test_a_turn_writes_a_file_runs_its_tests_and_answers(rig: ChironRig) -> None:
     rig.fake.add(
         Reply(
             text="I will write the tests first.",
@@ -297,7 +228,7 @@ async def test_a_turn_writes_a_file_runs_its_tests_and_answers(rig: Rig) -> None
         record_stream("chiron", messages, rig.workspace)
 
 
-async def test_a_failing_command_reports_its_exit_code(rig: Rig) -> None:
+async def test_a_failing_command_reports_its_exit_code(rig: ChironRig) -> None:
     rig.fake.add(
         Reply(tool_calls=(ToolCall("shell", {"command": "echo broken >&2; exit 3"}),)),
         Reply(text="It failed with 3."),
@@ -318,7 +249,7 @@ async def test_a_failing_command_reports_its_exit_code(rig: Rig) -> None:
 # -- memory ---------------------------------------------------------------------------------
 
 
-async def test_history_carries_over_turns_and_a_harness_restart(rig: Rig) -> None:
+async def test_history_carries_over_turns_and_a_harness_restart(rig: ChironRig) -> None:
     rig.fake.add(Reply(text="Hello Ada."), Reply(text="You are Ada."), Reply(text="Still Ada."))
     rig.start()
     rig.user("my name is Ada")
@@ -348,7 +279,7 @@ async def test_history_carries_over_turns_and_a_harness_restart(rig: Rig) -> Non
     assert (rig.home / ".chiron-harness" / "chiron-agent.json").is_file()
 
 
-async def test_a_transcript_seeds_a_new_sandbox_and_the_thread_id_is_kept(rig: Rig) -> None:
+async def test_a_transcript_seeds_a_new_sandbox_and_the_thread_id_is_kept(rig: ChironRig) -> None:
     rig.fake.add(Reply(text="Yes, 42."))
     rig.start()
     transcript = [
@@ -365,7 +296,7 @@ async def test_a_transcript_seeds_a_new_sandbox_and_the_thread_id_is_kept(rig: R
     ]
 
 
-async def test_a_saved_history_wins_over_a_transcript(rig: Rig) -> None:
+async def test_a_saved_history_wins_over_a_transcript(rig: ChironRig) -> None:
     rig.start()
     rig.user("first")
     await rig.turn()
@@ -379,7 +310,7 @@ async def test_a_saved_history_wins_over_a_transcript(rig: Rig) -> None:
     ]
 
 
-async def test_the_session_system_prompt_follows_the_base_prompt(rig: Rig) -> None:
+async def test_the_session_system_prompt_follows_the_base_prompt(rig: ChironRig) -> None:
     rig.start()
     rig.user("hi", system_prompt="Always answer in French.")
     await rig.turn()
@@ -390,18 +321,14 @@ async def test_the_session_system_prompt_follows_the_base_prompt(rig: Rig) -> No
 # -- steering and interrupts ----------------------------------------------------------------
 
 
-async def test_steering_joins_the_running_turn(rig: Rig) -> None:
+async def test_steering_joins_the_running_turn(rig: ChironRig) -> None:
     rig.fake.add(
         Reply(tool_calls=(ToolCall("shell", {"command": "sleep 1; echo slept"}),)),
         Reply(text="Noted, using blue."),
     )
     rig.start()
     rig.user("paint it")
-    await rig.until(
-        lambda m: (
-            m["method"] == "item/started" and m["params"]["item"]["type"] == "commandExecution"
-        )
-    )
+    await rig.until(command_started)
     rig.user("use blue, please")
     messages = await rig.turn()
     assert ending(messages)["status"] == "completed"
@@ -414,7 +341,7 @@ async def test_steering_joins_the_running_turn(rig: Rig) -> None:
     ]
 
 
-async def test_steering_cut_short_by_an_interrupt_stays_in_the_history(rig: Rig) -> None:
+async def test_steering_cut_short_by_an_interrupt_stays_in_the_history(rig: ChironRig) -> None:
     rig.fake.add(Reply(hang=True))
     rig.start()
     rig.user("question")
@@ -431,7 +358,7 @@ async def test_steering_cut_short_by_an_interrupt_stays_in_the_history(rig: Rig)
     ]
 
 
-async def test_interrupt_kills_a_long_command(rig: Rig) -> None:
+async def test_interrupt_kills_a_long_command(rig: ChironRig) -> None:
     rig.fake.add(
         Reply(tool_calls=(ToolCall("shell", {"command": "echo started; sleep 30"}),)),
         Reply(text="fine"),
@@ -455,7 +382,7 @@ async def test_interrupt_kills_a_long_command(rig: Rig) -> None:
     assert tool_results(request)[0].startswith("interrupted: the command was killed")
 
 
-async def test_interrupt_aborts_a_model_that_never_answers(rig: Rig) -> None:
+async def test_interrupt_aborts_a_model_that_never_answers(rig: ChironRig) -> None:
     rig.fake.add(Reply(hang=True))
     rig.start()
     rig.user("hello?")
@@ -469,7 +396,7 @@ async def test_interrupt_aborts_a_model_that_never_answers(rig: Rig) -> None:
     assert agent_texts(await rig.turn()) == ["done"]
 
 
-async def test_an_interrupt_does_not_wait_for_the_sdk_import(rig: Rig) -> None:
+async def test_an_interrupt_does_not_wait_for_the_sdk_import(rig: ChironRig) -> None:
     rig.start()
     rig.user("hi")  # the SDK is still being imported: the harness just started
     await rig.until(lambda m: m["method"] == "turn/started")
@@ -480,7 +407,7 @@ async def test_an_interrupt_does_not_wait_for_the_sdk_import(rig: Rig) -> None:
     assert ending(messages)["status"] == "interrupted"
 
 
-async def test_interrupt_aborts_a_stalled_stream_and_keeps_what_arrived(rig: Rig) -> None:
+async def test_interrupt_aborts_a_stalled_stream_and_keeps_what_arrived(rig: ChironRig) -> None:
     # Stall after the first text delta (OpenAI: role chunk first; Anthropic: message_start,
     # ping and content_block_start first).
     stall = 2 if rig.provider == "openai" else 4
@@ -502,7 +429,7 @@ async def test_interrupt_aborts_a_stalled_stream_and_keeps_what_arrived(rig: Rig
 # -- model API failures ---------------------------------------------------------------------
 
 
-async def test_an_auth_error_fails_the_turn_at_once(rig: Rig) -> None:
+async def test_an_auth_error_fails_the_turn_at_once(rig: ChironRig) -> None:
     rig.fake.add(Reply(status=401, error_message="invalid key"))
     rig.start()
     rig.user("hi")
@@ -514,7 +441,7 @@ async def test_an_auth_error_fails_the_turn_at_once(rig: Rig) -> None:
     assert len(rig.fake.model_requests()) == 1
 
 
-async def test_a_bad_request_fails_the_turn_at_once(rig: Rig) -> None:
+async def test_a_bad_request_fails_the_turn_at_once(rig: ChironRig) -> None:
     rig.fake.add(Reply(status=400, error_message="unknown model"))
     rig.start()
     rig.user("hi")
@@ -522,7 +449,7 @@ async def test_a_bad_request_fails_the_turn_at_once(rig: Rig) -> None:
     assert turn["error"]["message"] == "model API returned 400 Bad Request: unknown model"
 
 
-async def test_a_rate_limit_is_retried_after_the_time_asked_for(rig: Rig) -> None:
+async def test_a_rate_limit_is_retried_after_the_time_asked_for(rig: ChironRig) -> None:
     arrivals: list[float] = []
 
     def arrive(reply: Reply) -> Callable[[ModelRequest], Reply]:
@@ -546,7 +473,7 @@ async def test_a_rate_limit_is_retried_after_the_time_asked_for(rig: Rig) -> Non
     assert arrivals[1] - arrivals[0] >= 0.4
 
 
-async def test_a_server_error_that_persists_fails_after_the_retries(rig: Rig) -> None:
+async def test_a_server_error_that_persists_fails_after_the_retries(rig: ChironRig) -> None:
     rig.fake.default = Reply(status=500, error_message="boom")
     rig.start()
     rig.user("hi")
@@ -561,7 +488,7 @@ async def test_a_server_error_that_persists_fails_after_the_retries(rig: Rig) ->
     assert len(rig.fake.model_requests()) == 3
 
 
-async def test_a_stream_cut_midway_is_retried(rig: Rig) -> None:
+async def test_a_stream_cut_midway_is_retried(rig: ChironRig) -> None:
     rig.fake.add(Reply(text="this gets cut off", chunks=6, cut_after=4), Reply(text="whole answer"))
     rig.start()
     rig.user("hi")
@@ -578,7 +505,7 @@ async def test_a_stream_cut_midway_is_retried(rig: Rig) -> None:
     assert all("cut" not in text for _, text in conversation(rig.fake.model_requests()[2]))
 
 
-async def test_a_model_that_stays_silent_times_out_and_fails(rig: Rig) -> None:
+async def test_a_model_that_stays_silent_times_out_and_fails(rig: ChironRig) -> None:
     rig.fake.default = Reply(hang=True)
     rig.start(
         CHIRON_MODEL_TIMEOUT_S="0.5", CHIRON_MODEL_MAX_RETRIES="1", CHIRON_MODEL_RETRY_BASE_S="0.2"
@@ -592,7 +519,9 @@ async def test_a_model_that_stays_silent_times_out_and_fails(rig: Rig) -> None:
     assert ending(messages)["error"]["message"].startswith("the model API sent nothing for 0.5 s")
 
 
-async def test_an_unreachable_api_is_retried_then_fails(rig: Rig, unused_tcp_port: int) -> None:
+async def test_an_unreachable_api_is_retried_then_fails(
+    rig: ChironRig, unused_tcp_port: int
+) -> None:
     rig.start(
         CHIRON_OPENAI_BASE_URL=f"http://127.0.0.1:{unused_tcp_port}/v1",
         CHIRON_ANTHROPIC_BASE_URL=f"http://127.0.0.1:{unused_tcp_port}",
@@ -608,7 +537,7 @@ async def test_an_unreachable_api_is_retried_then_fails(rig: Rig, unused_tcp_por
 # -- tool calls -----------------------------------------------------------------------------
 
 
-async def test_a_malformed_tool_call_is_explained_to_the_model(rig: Rig) -> None:
+async def test_a_malformed_tool_call_is_explained_to_the_model(rig: ChironRig) -> None:
     rig.fake.add(
         Reply(tool_calls=(ToolCall("shell", "{not json"),)),
         Reply(tool_calls=(ToolCall("launch_rockets", {}),)),
@@ -630,7 +559,7 @@ async def test_a_malformed_tool_call_is_explained_to_the_model(rig: Rig) -> None
     assert [i["tool"] for i in failed] == ["shell", "launch_rockets"]
 
 
-async def test_a_model_that_keeps_sending_malformed_calls_fails_the_turn(rig: Rig) -> None:
+async def test_a_model_that_keeps_sending_malformed_calls_fails_the_turn(rig: ChironRig) -> None:
     rig.fake.default = Reply(tool_calls=(ToolCall("write_file", {"path": "x.txt"}),))
     rig.start()
     rig.user("hi")
@@ -642,7 +571,7 @@ async def test_a_model_that_keeps_sending_malformed_calls_fails_the_turn(rig: Ri
     assert len(rig.fake.model_requests()) == 3
 
 
-async def test_endless_tool_calls_stop_at_the_step_limit(rig: Rig) -> None:
+async def test_endless_tool_calls_stop_at_the_step_limit(rig: ChironRig) -> None:
     rig.fake.default = Reply(tool_calls=(ToolCall("shell", {"command": "true"}),))
     rig.start(CHIRON_AGENT_MAX_STEPS="3")
     rig.user("loop forever")
@@ -654,7 +583,7 @@ async def test_endless_tool_calls_stop_at_the_step_limit(rig: Rig) -> None:
     assert len(rig.fake.model_requests()) == 3
 
 
-async def test_write_file_stays_inside_the_workspace(rig: Rig, tmp_path: Path) -> None:
+async def test_write_file_stays_inside_the_workspace(rig: ChironRig, tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
     (rig.workspace / "link").symlink_to(tmp_path)
     rig.fake.add(
@@ -679,7 +608,7 @@ async def test_write_file_stays_inside_the_workspace(rig: Rig, tmp_path: Path) -
     assert len(items(messages, "fileChange")) == 1
 
 
-async def test_file_and_tool_cli_tools(rig: Rig) -> None:
+async def test_file_and_tool_cli_tools(rig: ChironRig) -> None:
     greet = rig.tools / "greet"
     greet.write_text('#!/bin/sh\necho "hello $1"\n')
     chiron_tools = rig.tools / "chiron-tools"
@@ -726,7 +655,7 @@ async def test_file_and_tool_cli_tools(rig: Rig) -> None:
 # -- settings -------------------------------------------------------------------------------
 
 
-async def test_model_and_reasoning_overrides_reach_the_request(rig: Rig) -> None:
+async def test_model_and_reasoning_overrides_reach_the_request(rig: ChironRig) -> None:
     rig.start()
     session = {"model": "session-model", "reasoning_effort": "low"}
     rig.user(
@@ -755,7 +684,7 @@ async def test_model_and_reasoning_overrides_reach_the_request(rig: Rig) -> None
         assert "thinking" not in third and third["max_tokens"] == 8192
 
 
-async def test_without_a_model_the_turn_fails_clearly(rig: Rig) -> None:
+async def test_without_a_model_the_turn_fails_clearly(rig: ChironRig) -> None:
     rig.start(CHIRON_MODEL="")
     rig.user("hi")
     turn = ending(await rig.turn())
@@ -764,7 +693,7 @@ async def test_without_a_model_the_turn_fails_clearly(rig: Rig) -> None:
     assert rig.fake.model_requests() == []
 
 
-async def test_a_provider_override_switches_the_api(rig: Rig) -> None:
+async def test_a_provider_override_switches_the_api(rig: ChironRig) -> None:
     other = "anthropic" if rig.provider == "openai" else "openai"
     rig.start()
     rig.user("hi", execution_metadata={"provider": other})
@@ -783,9 +712,7 @@ async def test_anthropic_thinking_blocks_go_back_with_their_signature(tmp_path: 
             Reply(reasoning="now answer", text="done thinking"),
         ]
     )
-    await fake.start()
-    rig = Rig("anthropic", fake, tmp_path)
-    try:
+    async with serving(fake, lambda: ChironRig("anthropic", fake, tmp_path)) as rig:
         rig.start()
         rig.user("think", execution_metadata={"reasoning_effort": "minimal"})
         messages = await rig.turn()
@@ -800,12 +727,11 @@ async def test_anthropic_thinking_blocks_go_back_with_their_signature(tmp_path: 
         assert assistant["content"][0]["type"] == "thinking"
         assert assistant["content"][0]["thinking"] == "let me think"
         assert assistant["content"][0]["signature"]
-    finally:
-        await asyncio.to_thread(rig.stop)
-        await fake.stop()
 
 
-async def test_output_that_is_not_utf8_reaches_the_model_and_the_saved_history(rig: Rig) -> None:
+async def test_output_that_is_not_utf8_reaches_the_model_and_the_saved_history(
+    rig: ChironRig,
+) -> None:
     rig.fake.add(Reply(tool_calls=(ToolCall("shell", {"command": r"printf 'caf\xe9\n'"}),)))
     rig.start()
     rig.user("print it")

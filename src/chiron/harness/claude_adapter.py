@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from typing import Any
 
 from chiron.harness import protocol
-from chiron.harness.cli_process import CliProcess, Event, Inbox, TurnRequest, env_number
+from chiron.harness.cli_adapter import CliAdapter, CliTurn, cli_home, required_setting
+from chiron.harness.cli_process import CliProcess, Event, TurnRequest
 from chiron.harness.server import NdjsonWriter, note
 
 PROVIDER = "anthropic"
@@ -163,21 +163,16 @@ class _ResumeFailed(Exception):
     """claude ended before starting the session it was asked to resume."""
 
 
-class _Turn:
+class _Turn(CliTurn["ClaudeCodeAdapter"]):
     """One harness turn: the user line, steering lines, until the last `result`."""
 
     def __init__(self, adapter: ClaudeCodeAdapter, request: TurnRequest) -> None:
-        self.adapter = adapter
-        self.request = request
-        self.turn_id = f"turn_{os.urandom(8).hex()}"
+        super().__init__(adapter, request)
         self.process: CliProcess | None = None
         self.resuming: str | None = None  # the session this process was asked to resume
         self.seen_init = False
         self.texts: list[str] = []  # every line of this turn, to write again after a restart
         self.replays = 0  # lines claude echoed back (took into its conversation)
-        self.steers_received = 0
-        self.announced_turn = False
-        self.interrupted_at: float | None = None
         self.last_result: dict[str, Any] | None = None
         self.result_at: float | None = None  # a `result` arrived while lines were unechoed
         self.last_message_text: str | None = None  # of the last completed agentMessage
@@ -185,8 +180,6 @@ class _Turn:
         self.stream_blocks: dict[tuple[str, str], list[str]] = {}  # (msg, type) -> item ids
         self.stream_text: dict[str, str] = {}  # streamed text of open text items
         self.tools: dict[str, _ToolCall] = {}
-        self.done = False
-        self.thread = threading.Thread(target=self._run, name=f"claude-{self.turn_id}", daemon=True)
 
     # -- the turn thread ---------------------------------------------------------------
 
@@ -194,45 +187,14 @@ class _Turn:
     def thread_id(self) -> str:
         return self.adapter.session_id or ""
 
+    def _process(self) -> CliProcess | None:
+        return self.process
+
     def _emit(self, message: protocol.Message) -> None:
         self._announce()
         self.adapter.writer.emit(message)
 
-    def _announce(self) -> None:
-        adapter = self.adapter
-        if adapter.session_id and adapter.announced != adapter.session_id:
-            adapter.writer.emit(protocol.thread_started(adapter.session_id))
-            adapter.announced = adapter.session_id
-        if not self.announced_turn:
-            self.announced_turn = True
-            adapter.writer.emit(protocol.turn_started(self.thread_id, self.turn_id))
-
-    def _run(self) -> None:
-        try:
-            self._start()
-            while not self.done:
-                timeout = None
-                if self.interrupted_at is not None:
-                    timeout = self.interrupted_at + INTERRUPT_GRACE_S - time.monotonic()
-                elif self.result_at is not None:
-                    timeout = self.result_at + QUEUED_TURN_WAIT_S - time.monotonic()
-                event = self.adapter.inbox.get(timeout)
-                if event is None:
-                    self._on_deadline()
-                else:
-                    if self.result_at is not None:
-                        self.result_at = time.monotonic()
-                    self._on_event(event)
-        except Exception as exc:  # a bug must still end the turn, with one terminal line
-            note(f"claude turn crashed: {exc!r}")
-            self._finish("failed", f"the claudecode adapter failed: {exc!r}")
-            raise
-
     def _start(self) -> None:
-        mismatch = self.request.provider_mismatch(PROVIDER, "claudecode")
-        if mismatch is not None:
-            self._finish("failed", mismatch)
-            return
         adapter = self.adapter
         process = adapter.process
         if process is not None and process.alive() and adapter.process_key == self._key():
@@ -297,6 +259,8 @@ class _Turn:
     # -- events ------------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
+        if self.result_at is not None:
+            self.result_at = time.monotonic()  # QUEUED_TURN_WAIT_S counts silence only
         if event.kind == "steer":
             self.steers_received += 1
             if self.interrupted_at is not None or self.process is None:
@@ -317,10 +281,7 @@ class _Turn:
         if self.resuming is not None and not self.seen_init and self.interrupted_at is None:
             self._resume_failed()
             return
-        tail = self.process.stderr_tail()
-        message = f"claude exited unexpectedly ({self.process.exit_description()})" + (
-            f": {tail}" if tail else ""
-        )
+        message = self.process.unexpected_exit("claude")
         self.process.kill(grace_s=0.2)
         self.adapter.process = None
         if self.interrupted_at is not None:
@@ -514,6 +475,13 @@ class _Turn:
                 {"type": "control_request", "request_id": request_id, "request": request}
             )
 
+    def _deadline(self) -> float | None:
+        if self.interrupted_at is not None:
+            return self.interrupted_at + INTERRUPT_GRACE_S
+        if self.result_at is not None:
+            return self.result_at + QUEUED_TURN_WAIT_S
+        return None
+
     def _on_deadline(self) -> None:
         now = time.monotonic()
         if self.interrupted_at is not None:
@@ -535,39 +503,22 @@ class _Turn:
             self.process.kill(grace_s=0.5, first_signal=signal.SIGINT)
         self.adapter.process = None
 
-    # -- the end -----------------------------------------------------------------------
 
-    def _finish(self, status: str, message: str = "") -> None:
-        if self.done:
-            return
-        self._announce()
-        process = self.process
-        if self.interrupted_at is not None and process is not None and process.alive():
-            process.kill_command_groups()  # claude ends them itself; this catches stragglers
-        if status == "failed":
-            terminal = protocol.turn_failed(self.thread_id, self.turn_id, message)
-        else:
-            terminal = protocol.turn_completed(self.thread_id, self.turn_id, status)
-        if self.adapter.finish_turn(self, terminal, force=status != "completed"):
-            self.done = True
-
-
-class ClaudeCodeAdapter:
+class ClaudeCodeAdapter(CliAdapter):
     """Drives the `claude` CLI; see the module docstring."""
 
+    CLI = "claude"
+    HARNESS = "claudecode"
+    PROVIDER = PROVIDER
+    # What claude said after the previous turn's result belongs to no turn; its end of output
+    # stays queued.
+    KEPT_BETWEEN_TURNS = frozenset({"eof"})
+
     def __init__(self, writer: NdjsonWriter, workspace: str) -> None:
-        self.writer = writer
-        self.workspace = workspace
-        self.inbox = Inbox()
+        super().__init__(writer, workspace)
         self.process: CliProcess | None = None
         self.process_key: tuple[str | None, str | None, str | None] | None = None
         self.session_id: str | None = None  # the claude session of this harness process
-        self.announced: str | None = None  # the session id last sent as `thread/started`
-        self.max_retries = int(env_number("CHIRON_MODEL_MAX_RETRIES", 3))
-        self.timeout_s = env_number("CHIRON_MODEL_TIMEOUT_S", 120.0, minimum=0.1)
-        self._lock = threading.Lock()
-        self._turn: _Turn | None = None
-        self._steers_sent = 0
 
     def start_process(
         self,
@@ -575,14 +526,9 @@ class ClaudeCodeAdapter:
         key: tuple[str | None, str | None, str | None],
         resume: str | None,
     ) -> CliProcess:
-        base_url = os.environ.get("CHIRON_ANTHROPIC_BASE_URL", "").strip()
-        if not base_url:
-            raise ValueError("CHIRON_ANTHROPIC_BASE_URL is not set")
-        cli_bin = os.environ.get("CHIRON_CLI_BIN", "").strip()
-        if not cli_bin:
-            raise ValueError("CHIRON_CLI_BIN is not set")
-        config_dir = os.path.join(os.path.expanduser("~"), ".chiron-harness", "claude")
-        os.makedirs(config_dir, exist_ok=True)
+        base_url = required_setting("CHIRON_ANTHROPIC_BASE_URL")
+        cli_bin = required_setting("CHIRON_CLI_BIN")
+        config_dir = cli_home("claude")
         model, effort, system_prompt = key
         argv = [
             os.path.join(cli_bin, "claude"),
@@ -622,45 +568,10 @@ class ClaudeCodeAdapter:
         self.process_key = key
         return process
 
-    def on_user(self, text: str, line: dict[str, Any] | None) -> None:
-        with self._lock:
-            if self._turn is not None:
-                self._steers_sent += 1
-                self.inbox.put(Event("steer", text))
-                return
-            # What claude said after the previous turn's result belongs to no turn.
-            for event in self.inbox.drain():
-                if event.kind == "steer":
-                    note("steering dropped: it came as the previous turn ended")
-                elif event.kind == "eof":
-                    self.inbox.put(event)
-            self._steers_sent = 0
-            self._turn = _Turn(self, TurnRequest.from_line(text, line))
-            self._turn.thread.start()
+    def _turn_for(self, request: TurnRequest) -> _Turn:
+        return _Turn(self, request)
 
-    def on_interrupt(self, reason: str | None) -> None:
-        with self._lock:
-            if self._turn is None:
-                note("interrupt ignored: no turn is running")
-                return
-            self.inbox.put(Event("interrupt", reason))
-
-    def finish_turn(self, turn: _Turn, terminal: protocol.Message, *, force: bool) -> bool:
-        """Emit the turn's terminal line, unless steering is still queued for it and the turn
-        could take it (not `force`): then False, and the turn goes on to run it."""
-        with self._lock:
-            if not force and turn.steers_received < self._steers_sent:
-                return False
-            self.writer.emit(terminal)
-            if self._turn is turn:
-                self._turn = None
-            return True
-
-    def close(self) -> None:
-        with self._lock:
-            turn = self._turn
-        if turn is not None:
-            turn.thread.join()
+    def _stop_cli(self) -> None:
         if self.process is not None:
             self.process.close()
             self.process = None

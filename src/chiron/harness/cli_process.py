@@ -1,4 +1,5 @@
-"""What the `codex` and `claudecode` adapters share: the CLI child process and the turn request.
+"""What the `codex` and `claudecode` adapters share: the CLI child process and the turn request
+(how they run a turn is `cli_adapter`).
 
 `CliProcess` runs an agent CLI as a child speaking one JSON object per stdout line. It leads its
 own process group (the CLIs start node, a native binary and the model's commands beneath it),
@@ -28,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chiron.harness.process_table import live_processes
 from chiron.harness.server import note
 
 STDERR_TAIL_LINES = 20
@@ -158,6 +160,13 @@ class CliProcess:
         """The CLI's last stderr lines, joined: the likely reason when it died."""
         return " | ".join(list(self._stderr_tail)[-lines:])
 
+    def unexpected_exit(self, what: str) -> str:
+        """`<what> exited unexpectedly (<how>): <its last stderr lines>`, for a turn it failed."""
+        tail = self.stderr_tail()
+        return f"{what} exited unexpectedly ({self.exit_description()})" + (
+            f": {tail}" if tail else ""
+        )
+
     # -- input -------------------------------------------------------------------------
 
     def send(self, message: Mapping[str, Any]) -> bool:
@@ -242,18 +251,7 @@ class CliProcess:
 
 def _descendants(root: int) -> dict[int, tuple[int, int]]:
     """pid -> (parent pid, process group) of every live process below `root`."""
-    table: dict[int, tuple[int, int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if fields[0] not in (b"Z", b"X"):
-            table[int(name)] = (int(fields[1]), int(fields[2]))
+    table = {pid: (parent, group) for pid, parent, group in live_processes()}
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in table.items():
         children.setdefault(parent, []).append(pid)

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from typing import Any
 
 from chiron.harness import protocol
-from chiron.harness.cli_process import CliProcess, Event, Inbox, TurnRequest, env_number
+from chiron.harness.cli_adapter import CliAdapter, CliGone, CliTurn, cli_home, required_setting
+from chiron.harness.cli_process import CliProcess, Event, TurnRequest
 from chiron.harness.server import NdjsonWriter, note
 
 PROVIDER = "openai"
@@ -105,10 +105,6 @@ def error_text(error: Any) -> str:
     return f"{cause}: {message}" if cause else f"codex: {message}"
 
 
-class _CodexGone(Exception):
-    """The app-server exited, or stopped answering, during the turn's set-up."""
-
-
 class _AppServer:
     """A running `codex app-server` and its request ids."""
 
@@ -133,58 +129,33 @@ class _AppServer:
         )
 
 
-class _Turn:
+class _Turn(CliTurn["CodexAdapter"]):
     """One harness turn: one or more codex turns (steering follow-ups) on one codex thread."""
 
+    thread_id: str = ""  # the codex thread, once loaded
+
     def __init__(self, adapter: CodexAdapter, request: TurnRequest) -> None:
-        self.adapter = adapter
-        self.request = request
-        self.turn_id = f"turn_{os.urandom(8).hex()}"
-        self.thread_id = ""
+        super().__init__(adapter, request)
         self.server: _AppServer | None = None
-        self.announced_turn = False
-        self.steers_received = 0  # steering lines dequeued from the inbox (see finish_turn)
         self.pending_texts: list[str] = []  # steering for the next codex turn
         self.steer_requests: dict[int, str] = {}
         self.start_request: int | None = None
         self.started = False  # the first codex turn was asked for
         self.codex_turn: str | None = None  # the codex turn running now
-        self.interrupted_at: float | None = None
         self.failure: str | None = None
         self.last_error: str | None = None
         self.last_progress = time.monotonic()
         self.open_tools: set[str] = set()
-        self.done = False
-        self.thread = threading.Thread(target=self._run, name=f"codex-{self.turn_id}", daemon=True)
 
     # -- the turn thread ---------------------------------------------------------------
+
+    def _process(self) -> CliProcess | None:
+        return self.server.process if self.server is not None else None
 
     def _emit(self, message: protocol.Message) -> None:
         self.adapter.writer.emit(message)
 
-    def _run(self) -> None:
-        try:
-            self._start()
-            while not self.done:
-                timeout = self._deadline() - time.monotonic()
-                event = self.adapter.inbox.get(timeout)
-                if event is None:
-                    self._on_deadline()
-                else:
-                    self._on_event(event)
-        except _CodexGone as exc:
-            self._finish_failed_or_interrupted(str(exc))
-        except Exception as exc:  # a bug must still end the turn, with one terminal line
-            note(f"codex turn crashed: {exc!r}")
-            self._finish_failed_or_interrupted(f"the codex adapter failed: {exc!r}")
-            raise
-
     def _start(self) -> None:
-        request = self.request
-        mismatch = request.provider_mismatch(PROVIDER, "codex")
-        if mismatch is not None:
-            self._finish("failed", mismatch)
-            return
         text = self._open_thread()
         if self.done:
             return
@@ -238,20 +209,12 @@ class _Turn:
         thread = answer["result"].get("thread")
         thread_id = thread.get("id") if isinstance(thread, dict) else None
         if not isinstance(thread_id, str):
-            raise _CodexGone("codex answered thread/start without a thread id")
+            raise CliGone("codex answered thread/start without a thread id")
         server.thread_loaded = self.thread_id = adapter.thread_id = thread_id
         return request.with_transcript()
 
     def _model(self) -> str:
         return self.request.model_for(PROVIDER, DEFAULT_MODEL) or DEFAULT_MODEL
-
-    def _announce(self) -> None:
-        if self.thread_id and self.adapter.announced != self.thread_id:
-            self._emit(protocol.thread_started(self.thread_id))
-            self.adapter.announced = self.thread_id
-        if not self.announced_turn:
-            self._emit(protocol.turn_started(self.thread_id, self.turn_id))
-            self.announced_turn = True
 
     def _call(
         self, method: str, params: dict[str, Any], *, fail_ok: bool = False
@@ -260,35 +223,28 @@ class _Turn:
         assert self.server is not None
         request_id = self.server.request(method, params)
         if request_id is None:
-            raise _CodexGone(self._gone_text())
+            raise CliGone(self._gone_text())
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         while True:
             event = self.adapter.inbox.get(deadline - time.monotonic())
             if event is None:
                 self.server.process.kill()
                 self.adapter.server = None
-                raise _CodexGone(
-                    f"codex app-server did not answer {method} in {SETUP_TIMEOUT_S:g} s"
-                )
+                raise CliGone(f"codex app-server did not answer {method} in {SETUP_TIMEOUT_S:g} s")
             message = event.payload
             answered = event.kind == "msg" and event.source is self.server.process
             if answered and message.get("id") == request_id and "method" not in message:
                 if "error" in message and not fail_ok:
-                    raise _CodexGone(f"codex refused {method}: {error_text(message['error'])}")
+                    raise CliGone(f"codex refused {method}: {error_text(message['error'])}")
                 return dict(message)
             self._on_event(event)
             if self.done:
-                raise _CodexGone("")  # already finished (the app-server died)
+                raise CliGone("")  # already finished (the app-server died)
 
     def _gone_text(self) -> str:
-        server = self.server
-        if server is None:
+        if self.server is None:
             return "codex app-server is not running"
-        process = server.process
-        tail = process.stderr_tail()
-        return f"codex app-server exited unexpectedly ({process.exit_description()})" + (
-            f": {tail}" if tail else ""
-        )
+        return self.server.process.unexpected_exit("codex app-server")
 
     def _take_pending(self) -> list[str]:
         texts, self.pending_texts = self.pending_texts, []
@@ -307,7 +263,7 @@ class _Turn:
         self.started = True
         self.start_request = self.server.request("turn/start", params)
         if self.start_request is None:
-            raise _CodexGone(self._gone_text())
+            raise CliGone(self._gone_text())
         self.last_progress = time.monotonic()
 
     # -- events ------------------------------------------------------------------------
@@ -497,57 +453,37 @@ class _Turn:
 
     # -- the end -----------------------------------------------------------------------
 
+    def _finish_on_error(self, message: str) -> None:
+        self._finish_failed_or_interrupted(message)
+
     def _finish_failed_or_interrupted(self, message: str) -> None:
         if self.failure is None and self.interrupted_at is not None:
             self._finish("interrupted")
         else:
             self._finish("failed", self.failure or message or "the codex turn failed")
 
-    def _finish(self, status: str, message: str = "") -> None:
-        if self.done:
-            return
-        if not self.announced_turn:
-            self._announce()
-        server = self.server
-        if self.interrupted_at is not None and server is not None and server.process.alive():
-            # Codex leaves the turn's commands running after an interrupt.
-            server.process.kill_command_groups()
-        if status == "failed":
-            terminal = protocol.turn_failed(self.thread_id, self.turn_id, message)
-        else:
-            terminal = protocol.turn_completed(self.thread_id, self.turn_id, status)
-        if self.adapter.finish_turn(self, terminal, force=status != "completed"):
-            self.done = True
-            if self.pending_texts or self.steer_requests:
-                note("steering dropped: the turn ended before codex could take it")
+    def _on_finished(self) -> None:
+        if self.pending_texts or self.steer_requests:
+            note("steering dropped: the turn ended before codex could take it")
 
 
-class CodexAdapter:
+class CodexAdapter(CliAdapter):
     """Drives `codex app-server`; see the module docstring."""
 
+    CLI = "codex"
+    HARNESS = "codex"
+    PROVIDER = PROVIDER
+
     def __init__(self, writer: NdjsonWriter, workspace: str) -> None:
-        self.writer = writer
-        self.workspace = workspace
-        self.inbox = Inbox()
+        super().__init__(writer, workspace)
         self.server: _AppServer | None = None
         self.thread_id: str | None = None  # the codex thread of this harness process
-        self.announced: str | None = None  # the thread id last sent as `thread/started`
-        self.max_retries = int(env_number("CHIRON_MODEL_MAX_RETRIES", 3))
-        self.timeout_s = env_number("CHIRON_MODEL_TIMEOUT_S", 120.0, minimum=0.1)
         self.stall_s = self.timeout_s * (self.max_retries + 1)
-        self._lock = threading.Lock()
-        self._turn: _Turn | None = None
-        self._steers_sent = 0
 
     def start_server(self, request: TurnRequest) -> _AppServer:
-        base_url = os.environ.get("CHIRON_OPENAI_BASE_URL", "").strip()
-        if not base_url:
-            raise ValueError("CHIRON_OPENAI_BASE_URL is not set")
-        cli_bin = os.environ.get("CHIRON_CLI_BIN", "").strip()
-        if not cli_bin:
-            raise ValueError("CHIRON_CLI_BIN is not set")
-        home = os.path.join(os.path.expanduser("~"), ".chiron-harness", "codex")
-        os.makedirs(home, exist_ok=True)
+        base_url = required_setting("CHIRON_OPENAI_BASE_URL")
+        cli_bin = required_setting("CHIRON_CLI_BIN")
+        home = cli_home("codex")
         model = request.model_for(PROVIDER, DEFAULT_MODEL) or DEFAULT_MODEL
         config = codex_config(base_url, model, self.max_retries, self.timeout_s)
         with open(os.path.join(home, "config.toml"), "w", encoding="utf-8") as f:
@@ -561,45 +497,10 @@ class CodexAdapter:
         )
         return _AppServer(process)
 
-    def on_user(self, text: str, line: dict[str, Any] | None) -> None:
-        with self._lock:
-            turn = self._turn
-            if turn is not None:
-                self._steers_sent += 1
-                self.inbox.put(Event("steer", text))
-                return
-            # Events left from the previous turn (late chatter of codex) are stale now.
-            for event in self.inbox.drain():
-                if event.kind == "steer":
-                    note("steering dropped: it came as the previous turn ended")
-            self._steers_sent = 0
-            self._turn = _Turn(self, TurnRequest.from_line(text, line))
-            self._turn.thread.start()
+    def _turn_for(self, request: TurnRequest) -> _Turn:
+        return _Turn(self, request)
 
-    def on_interrupt(self, reason: str | None) -> None:
-        with self._lock:
-            if self._turn is None:
-                note("interrupt ignored: no turn is running")
-                return
-            self.inbox.put(Event("interrupt", reason))
-
-    def finish_turn(self, turn: _Turn, terminal: protocol.Message, *, force: bool) -> bool:
-        """Emit the turn's terminal line, unless steering is still queued for it and the turn
-        could take it (not `force`): then False, and the turn goes on to run it."""
-        with self._lock:
-            if not force and turn.steers_received < self._steers_sent:
-                return False
-            self.writer.emit(terminal)
-            if self._turn is turn:
-                self._turn = None
-            return True
-
-    def close(self) -> None:
-        # Like the shell adapter: a running turn may finish (its deadlines bound it).
-        with self._lock:
-            turn = self._turn
-        if turn is not None:
-            turn.thread.join()
+    def _stop_cli(self) -> None:
         if self.server is not None:
             self.server.process.close()
             self.server = None

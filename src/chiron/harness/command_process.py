@@ -18,14 +18,23 @@ stdin=PIPE, stdout=PIPE, stderr=STDOUT, cwd=cwd, process_group=0, bufsize=0)` di
 
 Unlike `fork` plus Python code before `exec`, `posix_spawn` runs no Python in the child, so it
 is safe while other harness threads hold locks.
+
+`KillableCommand` is what both command runners (the shell adapter's turn, the `chiron` agent's
+`shell` tool) share: a kill before the spawn means no spawn, a kill while it runs signals its
+process group with TERM, then KILL after a grace period; the output is read until EOF, or
+shortly after the command exited when a background job keeps the pipe open.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
+import select
+import time
 
 TYPE_CHECKING = False  # `typing` stays unimported at run time (see the package docstring)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 # `_signal` is built in and loaded at interpreter start; `signal` would pull in `enum` (~3 ms
@@ -65,6 +74,78 @@ class CommandProcess:
             os.killpg(self.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+class KillableCommand:
+    """One command that `kill` (from any thread, any time) ends; see the module docstring."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.proc: CommandProcess | None = None
+        self.kill_requested_at: float | None = None
+        self._killed_hard = False
+        self._lock = _thread.allocate_lock()
+
+    def start(self, command: str, cwd: str) -> CommandProcess | None:
+        """`spawn(command, cwd)` (raising as it does), or None when a kill came first."""
+        with self._lock:
+            if self.kill_requested_at is not None:
+                return None
+            self.proc = spawn(command, cwd)
+            return self.proc
+
+    def kill(self) -> None:
+        with self._lock:
+            if self.kill_requested_at is not None:
+                return
+            self.kill_requested_at = time.monotonic()
+            if self.proc is not None:
+                self.proc.signal_group(SIGTERM)
+
+    def escalate(self, now: float) -> None:
+        """KILL the process group once `grace_s` passed since `kill` (only once)."""
+        requested = self.kill_requested_at
+        if requested is None or self._killed_hard or self.proc is None:
+            return
+        if now - requested >= self.grace_s:
+            self._killed_hard = True
+            self.proc.signal_group(SIGKILL)
+
+    def output(self, *, read_bytes: int, drain_s: float) -> Iterator[bytes]:
+        """The started command's merged output as it arrives, until EOF or `drain_s` after the
+        command exited. Every 50 ms without output it yields b"" (time to look at the clock);
+        it escalates a kill meanwhile."""
+        proc = self.proc
+        assert proc is not None
+        poller = select.poll()
+        poller.register(proc.output_fd, select.POLLIN)
+        drain_deadline: float | None = None
+        while True:
+            now = time.monotonic()
+            self.escalate(now)
+            if drain_deadline is None and proc.poll() is not None:
+                drain_deadline = now + drain_s
+            if drain_deadline is not None and now >= drain_deadline:
+                return
+            if not poller.poll(50):
+                yield b""
+                continue
+            data = os.read(proc.output_fd, read_bytes)
+            if not data:
+                return
+            yield data
+
+    def wait(self) -> int:
+        """The exit code of the started command (128 + N when killed by signal N), escalating
+        a kill meanwhile."""
+        assert self.proc is not None
+        # bash usually exits right after closing its output: look again soon, then back off.
+        delay = 0.0005
+        while (code := self.proc.poll()) is None:
+            self.escalate(time.monotonic())
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        return code if code >= 0 else 128 - code
 
 
 def spawn(command: str, cwd: str) -> CommandProcess:

@@ -9,15 +9,15 @@ group (TERM, then KILL after a grace period).
 from __future__ import annotations
 
 import _queue
-import _thread
 import os
-import select
 import time
 
 from chiron.harness import protocol
-from chiron.harness.command_process import SIGKILL, SIGTERM, CommandProcess, spawn
+from chiron.harness.command_process import KillableCommand
 from chiron.harness.daemon_thread import DaemonThread
+from chiron.harness.process_table import live_processes
 from chiron.harness.server import NdjsonWriter, note
+from chiron.harness.turn_slot import TurnSlot
 
 TYPE_CHECKING = False  # `typing` stays unimported at run time (see the package docstring)
 if TYPE_CHECKING:
@@ -62,12 +62,9 @@ class _Turn:
         self.announce_thread = announce_thread
         self.turn_id = _new_id("turn")
         self.item_id = _new_id("item")
-        self.proc: CommandProcess | None = None
-        self.interrupted_at: float | None = None
-        self.killed = False
+        self.child = KillableCommand(KILL_GRACE_S)
         self.tail = bytearray()
         self.steering: _queue.SimpleQueue[bytes | None] = _queue.SimpleQueue()
-        self.lock = _thread.allocate_lock()
         self.thread = DaemonThread(self._run, name=f"turn-{self.turn_id}")
 
     # -- called from the stdin thread --------------------------------------------------
@@ -76,12 +73,7 @@ class _Turn:
         self.steering.put(text.encode("utf-8", "replace") + b"\n")
 
     def interrupt(self) -> None:
-        with self.lock:
-            if self.interrupted_at is not None:
-                return
-            self.interrupted_at = time.monotonic()
-            if self.proc is not None:
-                self.proc.signal_group(SIGTERM)
+        self.child.kill()
 
     # -- turn thread -------------------------------------------------------------------
 
@@ -89,25 +81,10 @@ class _Turn:
         self.adapter.writer.emit(message)
 
     def _group_alive(self) -> bool:
-        """Whether a live (not zombie) process is left in the command's process group.
-
-        Zombies are skipped: re-parented ones wait for whoever adopts them, which may be slow
-        to reap, and they hold nothing.
-        """
-        assert self.proc is not None
-        group = str(self.proc.pid).encode()
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if fields[2] == group and fields[0] not in (b"Z", b"X"):
-                return True
-        return False
+        """Whether a live (not zombie) process is left in the command's process group."""
+        assert self.child.proc is not None
+        group = self.child.proc.pid
+        return any(pgrp == group for _, _, pgrp in live_processes())
 
     def _run(self) -> None:
         thread_id, cwd = self.adapter.thread_id, self.adapter.workspace
@@ -125,7 +102,7 @@ class _Turn:
         exit_code = self._execute(cwd)
         duration_ms = int((time.monotonic() - started) * 1000)
         tail = _decode_tail(bytes(self.tail[-TAIL_BYTES:]))
-        interrupted = self.interrupted_at is not None
+        interrupted = self.child.kill_requested_at is not None
         self._emit(
             protocol.item_completed(
                 thread_id,
@@ -159,35 +136,28 @@ class _Turn:
         )
 
     def _execute(self, cwd: str) -> int:
-        with self.lock:
-            if self.interrupted_at is not None:
-                return 130
-            try:
-                self.proc = spawn(self.command, cwd)
-            except (OSError, ValueError) as exc:
-                # ValueError: a NUL byte or lone surrogate that no argv can carry.
-                message = f"cannot run /bin/bash: {exc}\n".encode()
-                self._output(bytearray(message), final=True)
-                return 127
-        proc = self.proc
+        try:
+            proc = self.child.start(self.command, cwd)
+        except (OSError, ValueError) as exc:
+            # ValueError: a NUL byte or lone surrogate that no argv can carry.
+            message = f"cannot run /bin/bash: {exc}\n".encode()
+            self._output(bytearray(message), final=True)
+            return 127
+        if proc is None:  # interrupted before it started
+            return 130
         feeder = DaemonThread(self._feed_stdin, proc.stdin_fd, name=f"stdin-{self.turn_id}")
         feeder.start()
         try:
-            self._pump(proc)
+            self._pump()
         finally:
             self.steering.put(None)
             os.close(proc.output_fd)
         # bash may still run after closing its output; keep honouring an interrupt meanwhile.
-        # It usually exits right after: look again soon, then back off.
-        delay = 0.0005
-        while (returncode := proc.poll()) is None:
-            self._escalate(time.monotonic())
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
-        if self.interrupted_at is not None:
+        exit_code = self.child.wait()
+        if self.child.kill_requested_at is not None:
             self._wait_group_gone()
         feeder.join(timeout=1.0)
-        return returncode if returncode >= 0 else 128 - returncode
+        return exit_code
 
     def _feed_stdin(self, fd: int) -> None:
         while (data := self.steering.get()) is not None:
@@ -199,40 +169,19 @@ class _Turn:
                 note("steering dropped: the command no longer reads its stdin")
         os.close(fd)
 
-    def _pump(self, proc: CommandProcess) -> None:
-        fd = proc.output_fd
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
+    def _pump(self) -> None:
         pending = bytearray()
-        drain_deadline: float | None = None
-        while True:
-            now = time.monotonic()
-            self._escalate(now)
-            if drain_deadline is None and proc.poll() is not None:
-                drain_deadline = now + PIPE_DRAIN_S
-            if drain_deadline is not None and now >= drain_deadline:
-                break
-            if not poller.poll(50):
-                continue
-            data = os.read(fd, _READ_BYTES)
-            if not data:
-                break
-            pending += data
-            self._output(pending, final=False)
+        for data in self.child.output(read_bytes=_READ_BYTES, drain_s=PIPE_DRAIN_S):
+            if data:
+                pending += data
+                self._output(pending, final=False)
         self._output(pending, final=True)
-
-    def _escalate(self, now: float) -> None:
-        interrupted_at = self.interrupted_at
-        if interrupted_at is not None and not self.killed and now - interrupted_at >= KILL_GRACE_S:
-            assert self.proc is not None
-            self.killed = True
-            self.proc.signal_group(SIGKILL)
 
     def _wait_group_gone(self) -> None:
         # Reported as interrupted only once nothing of the command's group is left.
         deadline = time.monotonic() + KILL_GRACE_S + 5.0
         while self._group_alive() and time.monotonic() < deadline:
-            self._escalate(time.monotonic())
+            self.child.escalate(time.monotonic())
             time.sleep(0.01)
 
     def _output(self, pending: bytearray, *, final: bool) -> None:
@@ -260,41 +209,21 @@ class _Turn:
         )
 
 
-class ShellAdapter:
+class ShellAdapter(TurnSlot):
     """Runs each user turn as a shell command; see the module docstring."""
 
+    _turn: _Turn | None
+
     def __init__(self, writer: NdjsonWriter, workspace: str) -> None:
-        self.writer = writer
-        self.workspace = workspace
+        super().__init__(writer, workspace)
         self.thread_id = _new_id("thread")
-        self._lock = _thread.allocate_lock()
-        self._turn: _Turn | None = None
-        self._turns = 0
 
-    def on_user(self, text: str, line: dict[str, Any] | None) -> None:
-        with self._lock:
-            if self._turn is not None:
-                self._turn.steer(text)
-                return
-            self._turn = _Turn(self, text, announce_thread=self._turns == 0)
-            self._turns += 1
-            self._turn.thread.start()
-
-    def on_interrupt(self, reason: str | None) -> None:
-        with self._lock:
-            turn = self._turn
-        if turn is None:
-            note("interrupt ignored: no turn is running")
-            return
-        turn.interrupt()
+    def _new_turn(self, text: str, line: dict[str, Any] | None, *, first: bool) -> _Turn:
+        return _Turn(self, text, announce_thread=first)
 
     def finish_turn(self, turn: _Turn, completed: protocol.Message) -> None:
-        # Emitted under the lock so a user line arriving now starts the next turn strictly
-        # after this turn's last notification.
         with self._lock:
-            self.writer.emit(completed)
-            if self._turn is turn:
-                self._turn = None
+            self._end_turn(turn, completed)
 
     def close(self) -> None:
         # Nobody can steer any more: close the command's stdin and let the turn finish, so

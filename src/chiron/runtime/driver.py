@@ -232,9 +232,17 @@ class ExecutionDriver:
                 )
             # The offsets commit only once the input is in: a crash before this point finds
             # the delivery (and its offset) through the token instead.
-            async with self._log.write() as tx:
-                await self._log_start(tx, execution, start)
-                await self._record_start(tx, execution, ready.sandbox_id, receipt, ready=ready)
+            try:
+                async with self._log.write() as tx:
+                    if ready.source == "cold_create":
+                        await self._allocator.record_created(tx.conn, session, ready.sandbox_id)
+                    await self._log_start(tx, execution, start)
+                    await self._record_start(tx, execution, ready.sandbox_id, receipt, ready=ready)
+            except BaseException:
+                if ready.source == "cold_create":
+                    # Never stored: nobody else would ever stop it.
+                    await asyncio.shield(self._allocator.discard(ready.sandbox_id))
+                raise
             if early is not None and receipt is None and input_lines:
                 return TurnOutcome(status="cancelled", reason=early)
             if receipt is None:

@@ -1,7 +1,7 @@
 """Gives a session a running sandbox: reuse, resume or create, and records what it did.
 
-The sandbox row in the store is written before the backend is asked to start anything, so a
-crash in between leaves a row the orphan sweep can reconcile with what the backend reports.
+A created sandbox is stored by the caller (`record_created`, in the transaction recording the
+turn's start); the orphan sweep at start-up stops sandboxes no session points at.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chiron.runtime.event_log import EventLog
 from chiron.runtime.model_access import ModelAccess, model_access
@@ -115,18 +117,25 @@ class SandboxAllocator:
             if self.egress is not None:
                 await self.egress.release(sandbox_id)
             raise
-        # Recorded once it runs: a crash before this line leaves a sandbox no session points
-        # at, which the orphan sweep at start-up stops.
-        async with self._log.write() as tx:
-            await sandbox_queries.insert_sandbox(
-                tx.conn,
-                sandbox_id=sandbox_id,
-                thread_key=session.thread_key,
-                backend=self._settings.sandbox_backend,
-                harness_type=session.harness_type,
-            )
-            await session_queries.update_session(tx.conn, session.thread_key, sandbox_id=sandbox_id)
         return sandbox_id
+
+    async def record_created(
+        self, conn: AsyncConnection, session: SessionRecord, sandbox_id: str
+    ) -> None:
+        """Store a sandbox `ensure` just created and point the session at it.
+
+        The caller does it in the transaction that records the turn's start, which saves a
+        commit on the cold-start path. Until then no session points at the sandbox: after a
+        crash the orphan sweep at start-up stops it.
+        """
+        await sandbox_queries.insert_sandbox(
+            conn,
+            sandbox_id=sandbox_id,
+            thread_key=session.thread_key,
+            backend=self._settings.sandbox_backend,
+            harness_type=session.harness_type,
+        )
+        await session_queries.update_session(conn, session.thread_key, sandbox_id=sandbox_id)
 
     def model_for(self, session: SessionRecord) -> ModelAccess | None:
         return model_access(

@@ -1,9 +1,9 @@
 """`ChironAdapter`: the `chiron` harness, Chiron's own agent loop over a model API.
 
-The stdin thread calls `on_user` (a new turn when idle, steering otherwise), `on_interrupt` and
-`close`; each turn runs on its own thread (`turn.AgentTurn`) and ends through `finish_turn`,
-which emits the terminal line under the adapter lock so a user line arriving meanwhile either
-joins the turn or starts the next one strictly after it.
+One turn at a time (`TurnSlot`: a user line starts a turn when idle and steers it otherwise);
+each turn runs on its own thread (`turn.AgentTurn`) and ends through `finish_turn`, which emits
+the terminal line under the adapter lock so a user line arriving meanwhile either joins the turn
+or starts the next one strictly after it.
 """
 
 from __future__ import annotations
@@ -19,52 +19,28 @@ from chiron.harness.agent.emitter import new_id
 from chiron.harness.agent.history import History, state_dir, user_message
 from chiron.harness.agent.model_api import Provider
 from chiron.harness.agent.turn import AgentTurn
-from chiron.harness.server import NdjsonWriter, is_safe_id, note
+from chiron.harness.server import NdjsonWriter, is_safe_id
+from chiron.harness.turn_slot import TurnSlot
 
 if TYPE_CHECKING:
     from chiron.harness.protocol import Message
 
 
-class ChironAdapter:
+class ChironAdapter(TurnSlot):
+    _turn: AgentTurn | None
+
     def __init__(self, writer: NdjsonWriter, workspace: str) -> None:
-        self.writer = writer
-        self.workspace = workspace
+        super().__init__(writer, workspace)
         self.history = History(state_dir())
         self.history.load()
-        self._lock = threading.Lock()
-        self._turn: AgentTurn | None = None
-        self._turns = 0
         self._providers: dict[tuple[str, str, str, float], Provider] = {}
         self._providers_lock = threading.Lock()
         # Importing an SDK and making its client take a second or two: do it for the default
         # settings now, while nobody waits. A turn that needs it meanwhile waits for it.
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
 
-    # -- stdin thread --------------------------------------------------------------------
-
-    def on_user(self, text: str, line: dict[str, Any] | None) -> None:
-        with self._lock:
-            if self._turn is not None:
-                self._turn.steer(text)
-                return
-            self._turn = AgentTurn(self, text, line, first=self._turns == 0)
-            self._turns += 1
-            self._turn.thread.start()
-
-    def on_interrupt(self, reason: str | None) -> None:
-        with self._lock:
-            turn = self._turn
-        if turn is None:
-            note("interrupt ignored: no turn is running")
-            return
-        turn.interrupt()
-
-    def close(self) -> None:
-        # stdin is gone: nobody can steer or interrupt any more; let the running turn end.
-        with self._lock:
-            turn = self._turn
-        if turn is not None:
-            turn.thread.join()
+    def _new_turn(self, text: str, line: dict[str, Any] | None, *, first: bool) -> AgentTurn:
+        return AgentTurn(self, text, line, first=first)
 
     # -- turn threads --------------------------------------------------------------------
 
@@ -117,7 +93,5 @@ class ChironAdapter:
                 for text in late:
                     self.history.append(user_message(text))
             self.history.save()
-            self.writer.emit(ending)
-            if self._turn is turn:
-                self._turn = None
+            self._end_turn(turn, ending)
             return True

@@ -20,7 +20,6 @@ import json
 from typing import Any, cast
 
 import anthropic
-import httpx
 from anthropic.types import (
     InputJSONDelta,
     RawContentBlockDeltaEvent,
@@ -45,8 +44,8 @@ from chiron.harness.agent.model_api import (
     StreamSink,
     ToolCallRequest,
 )
-from chiron.harness.agent.openai_chat import CONNECT_TIMEOUT_S, SDK_TIMEOUT_MARGIN_S
-from chiron.harness.agent.sdk_errors import stream_ended_early, to_model_error
+from chiron.harness.agent.sdk_errors import stream_ended_early
+from chiron.harness.agent.sdk_provider import SdkProvider
 from chiron.harness.agent.tool_specs import ToolSpec
 
 THINKING_BUDGETS = {
@@ -166,31 +165,12 @@ def tools_param(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
     ]
 
 
-class AnthropicMessagesProvider:
-    def __init__(self, *, base_url: str, api_key: str, timeout_s: float) -> None:
-        self.base_url = base_url
-        self.timeout_s = timeout_s
-        self.client = anthropic.Anthropic(
-            base_url=base_url,
-            api_key=api_key,
-            max_retries=0,
-            timeout=httpx.Timeout(
-                timeout_s + SDK_TIMEOUT_MARGIN_S, connect=min(timeout_s, CONNECT_TIMEOUT_S)
-            ),
-        )
+class AnthropicMessagesProvider(SdkProvider):
+    sdk = anthropic
 
-    def stream_step(self, request: StepRequest, sink: StreamSink, handle: CallHandle) -> StepResult:
-        try:
-            return self._stream(request, sink, handle)
-        except ModelError:
-            raise
-        except Exception as exc:
-            if handle.aborted:
-                return StepResult()  # nobody listens any more
-            error = to_model_error(exc, anthropic, base_url=self.base_url, timeout_s=self.timeout_s)
-            if error is None:
-                raise
-            raise error from exc
+    def __init__(self, *, base_url: str, api_key: str, timeout_s: float) -> None:
+        super().__init__(base_url=base_url, timeout_s=timeout_s)
+        self.client = anthropic.Anthropic(**self.client_options(api_key))
 
     def _stream(self, request: StepRequest, sink: StreamSink, handle: CallHandle) -> StepResult:
         budget = thinking_budget(request.reasoning_effort)

@@ -10,13 +10,11 @@ and KILL after a grace period.
 from __future__ import annotations
 
 import os
-import select
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chiron.harness.command_process import SIGKILL, SIGTERM, CommandProcess, spawn
+from chiron.harness.command_process import KillableCommand
 
 KILL_GRACE_S = 1.0
 # A background job may keep the output pipe open after bash exited; stop reading then.
@@ -49,70 +47,44 @@ class CommandRun:
         self.cwd = cwd
         self.timeout_s = timeout_s
         self.on_output = on_output
-        self._lock = threading.Lock()
-        self._proc: CommandProcess | None = None
-        self._kill_requested_at: float | None = None
-        self._killed_hard = False
+        self._child = KillableCommand(KILL_GRACE_S)
         self._head = bytearray()
         self._tail = bytearray()
         self._item_tail = bytearray()
         self._total = 0
 
     def kill(self) -> None:
-        with self._lock:
-            if self._kill_requested_at is not None:
-                return
-            self._kill_requested_at = time.monotonic()
-            if self._proc is not None:
-                self._proc.signal_group(SIGTERM)
+        self._child.kill()
 
     def run(self) -> CommandResult:
         started = time.monotonic()
-        with self._lock:
-            if self._kill_requested_at is not None:
-                return self._result(130, started, timed_out=False)
-            try:
-                self._proc = spawn(self.command, self.cwd)
-            except (OSError, ValueError) as exc:
-                # ValueError: a NUL byte or lone surrogate that no argv can carry.
-                self._record(f"cannot run the command: {exc}\n".encode())
-                return self._result(127, started, timed_out=False)
-        proc = self._proc
+        try:
+            proc = self._child.start(self.command, self.cwd)
+        except (OSError, ValueError) as exc:
+            # ValueError: a NUL byte or lone surrogate that no argv can carry.
+            self._record(f"cannot run the command: {exc}\n".encode())
+            return self._result(127, started, timed_out=False)
+        if proc is None:  # killed before it started
+            return self._result(130, started, timed_out=False)
         os.close(proc.stdin_fd)
         timed_out = False
         try:
-            timed_out = self._pump(proc, started + self.timeout_s)
+            timed_out = self._pump(started + self.timeout_s)
         finally:
             os.close(proc.output_fd)
-        delay = 0.0005
-        while (code := proc.poll()) is None:
-            self._escalate()
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
-        return self._result(code if code >= 0 else 128 - code, started, timed_out=timed_out)
+        return self._result(self._child.wait(), started, timed_out=timed_out)
 
-    def _pump(self, proc: CommandProcess, deadline: float) -> bool:
+    def _pump(self, deadline: float) -> bool:
         """Read output until EOF (or the drain delay after exit); True when the time ran out."""
-        poller = select.poll()
-        poller.register(proc.output_fd, select.POLLIN)
         pending = bytearray()
-        drain_deadline: float | None = None
         timed_out = False
-        while True:
+        for data in self._child.output(read_bytes=_READ_BYTES, drain_s=PIPE_DRAIN_S):
             now = time.monotonic()
-            if now >= deadline and not timed_out and self._kill_requested_at is None:
+            if now >= deadline and not timed_out and self._child.kill_requested_at is None:
                 timed_out = True
                 self.kill()
-            self._escalate()
-            if drain_deadline is None and proc.poll() is not None:
-                drain_deadline = now + PIPE_DRAIN_S
-            if drain_deadline is not None and now >= drain_deadline:
-                break
-            if not poller.poll(50):
-                continue
-            data = os.read(proc.output_fd, _READ_BYTES)
             if not data:
-                break
+                continue
             self._record(data)
             pending += data
             cut = pending.rfind(b"\n") + 1
@@ -125,14 +97,6 @@ class CommandRun:
         if pending:
             self._emit(bytes(pending))
         return timed_out
-
-    def _escalate(self) -> None:
-        requested = self._kill_requested_at
-        if requested is None or self._killed_hard or self._proc is None:
-            return
-        if time.monotonic() - requested >= KILL_GRACE_S:
-            self._killed_hard = True
-            self._proc.signal_group(SIGKILL)
 
     def _emit(self, chunk: bytes) -> None:
         lines = _decode(chunk).split("\n")
@@ -168,6 +132,6 @@ class CommandRun:
             output=output,
             item_output=item_output,
             timed_out=timed_out,
-            killed=self._kill_requested_at is not None and not timed_out,
+            killed=self._child.kill_requested_at is not None and not timed_out,
             duration_ms=int((time.monotonic() - started) * 1000),
         )

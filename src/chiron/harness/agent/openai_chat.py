@@ -11,25 +11,19 @@ import json
 import os
 from typing import Any, cast
 
-import httpx
 import openai
 
 from chiron.harness.agent.history import Message
 from chiron.harness.agent.model_api import (
     CallHandle,
-    ModelError,
     StepRequest,
     StepResult,
     StreamSink,
     ToolCallRequest,
 )
-from chiron.harness.agent.sdk_errors import stream_ended_early, to_model_error
+from chiron.harness.agent.sdk_errors import stream_ended_early
+from chiron.harness.agent.sdk_provider import SdkProvider
 from chiron.harness.agent.tool_specs import ToolSpec
-
-# The turn's own silence deadline (`timeout_s`) fires first; the SDK's read timeout only ends
-# a worker the turn already gave up on.
-SDK_TIMEOUT_MARGIN_S = 5.0
-CONNECT_TIMEOUT_S = 30.0
 
 
 def chat_arguments(raw: str) -> str:
@@ -95,34 +89,15 @@ def chat_tools(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
     ]
 
 
-class OpenAIChatProvider:
+class OpenAIChatProvider(SdkProvider):
+    sdk = openai
+
     def __init__(self, *, base_url: str, api_key: str, timeout_s: float) -> None:
-        self.base_url = base_url
-        self.timeout_s = timeout_s
-        self.client = openai.OpenAI(
-            base_url=base_url,
-            api_key=api_key,
-            max_retries=0,
-            timeout=httpx.Timeout(
-                timeout_s + SDK_TIMEOUT_MARGIN_S, connect=min(timeout_s, CONNECT_TIMEOUT_S)
-            ),
-        )
+        super().__init__(base_url=base_url, timeout_s=timeout_s)
+        self.client = openai.OpenAI(**self.client_options(api_key))
         # The SDK imports its resource modules on first use (most of a second for `chat`):
         # now, while the provider is made ahead of the first turn.
         self.completions = self.client.chat.completions
-
-    def stream_step(self, request: StepRequest, sink: StreamSink, handle: CallHandle) -> StepResult:
-        try:
-            return self._stream(request, sink, handle)
-        except ModelError:
-            raise
-        except Exception as exc:
-            if handle.aborted:
-                return StepResult()  # nobody listens any more
-            error = to_model_error(exc, openai, base_url=self.base_url, timeout_s=self.timeout_s)
-            if error is None:
-                raise
-            raise error from exc
 
     def _stream(self, request: StepRequest, sink: StreamSink, handle: CallHandle) -> StepResult:
         effort: Any = request.reasoning_effort if request.reasoning_effort else openai.omit
