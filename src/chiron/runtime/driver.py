@@ -60,6 +60,8 @@ class _RunStart:
 
     replayed: bool
     logged: bool = False
+    # Read alongside the claim, so the run does not read it again.
+    session: SessionRecord | None = None
 
 
 class ExecutionDriver:
@@ -119,15 +121,19 @@ class ExecutionDriver:
     async def _drive_queued(self, execution_id: str, *, replayed: bool) -> None:
         # The claim transaction is kept to the one statement that decides who drives; the
         # `execution_started` event rides along with the run's next write (see _RunStart).
-        async with self._log.write() as tx:
-            execution = await execution_queries.claim(
-                tx.conn,
-                execution_id,
-                owner=self.owner,
-                lease_seconds=self._settings.lease_seconds,
-            )
+        async def claim() -> ExecutionRecord | None:
+            async with self._log.write() as tx:
+                return await execution_queries.claim(
+                    tx.conn,
+                    execution_id,
+                    owner=self.owner,
+                    lease_seconds=self._settings.lease_seconds,
+                )
+
+        # The session is read (on a reader) while the claim is written.
+        execution, session = await asyncio.gather(claim(), self._session_of(execution_id))
         if execution is not None:
-            await self._supervise(execution, start=_RunStart(replayed=replayed))
+            await self._supervise(execution, start=_RunStart(replayed=replayed, session=session))
 
     async def _drive_adopted(self, execution: ExecutionRecord) -> None:
         mode = "live_attach"
@@ -215,30 +221,39 @@ class ExecutionDriver:
         self, execution: ExecutionRecord, tracker: TurnTracker, start: _RunStart | None
     ) -> TurnOutcome | _Finished:
         execution_id = execution.execution_id
-        session = await self._session(execution.thread_key)
+        session = start.session if start is not None and start.session is not None else None
+        if session is None:
+            session = await self._session(execution.thread_key)
         input_lines: list[str] = list(execution.request.get("input_lines") or [])
         located = await self._recorded_output(execution, session) if start is None else None
         if located is None:
             ready = await self._allocator.ensure(session)
             self._log.metrics.sandboxes_ready.labels(ready.source).inc()
             receipt = None
+            writing: asyncio.Future[InputReceipt] | None = None
             early = self._early_interrupts.get(execution_id)
             if input_lines and early is None:
                 lines = await self._context.lines_for(
                     input_lines, session, execution, fresh_sandbox=ready.source == "cold_create"
                 )
-                receipt = await self._backend.write_input(
-                    ready.sandbox_id, lines, token=execution_id
+                # Delivered while the start transaction does its other writes.
+                writing = asyncio.ensure_future(
+                    self._backend.write_input(ready.sandbox_id, lines, token=execution_id)
                 )
-            # The offsets commit only once the input is in: a crash before this point finds
-            # the delivery (and its offset) through the token instead.
             try:
                 async with self._log.write() as tx:
                     if ready.source == "cold_create":
                         await self._allocator.record_created(tx.conn, session, ready.sandbox_id)
                     await self._log_start(tx, execution, start)
+                    # The offsets commit only once the input is in: a crash before this point
+                    # finds the delivery (and its offset) through the token instead.
+                    if writing is not None:
+                        receipt = await writing
                     await self._record_start(tx, execution, ready.sandbox_id, receipt, ready=ready)
             except BaseException:
+                if writing is not None:
+                    # Never cut a delivery half-way: the token makes its outcome findable.
+                    await asyncio.gather(asyncio.shield(writing), return_exceptions=True)
                 if ready.source == "cold_create":
                     # Never stored: nobody else would ever stop it.
                     await asyncio.shield(self._allocator.discard(ready.sandbox_id))
@@ -482,6 +497,11 @@ class ExecutionDriver:
         if session is None:
             raise SandboxError(f"session {thread_key} disappeared")
         return session
+
+    async def _session_of(self, execution_id: str) -> SessionRecord | None:
+        """The session of a queued execution, read without waiting for the writer."""
+        async with self._log.store.read() as conn:
+            return await session_queries.session_of_execution(conn, execution_id)
 
     async def _execution(self, execution_id: str) -> ExecutionRecord:
         async with self._log.store.read() as conn:

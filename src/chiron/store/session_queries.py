@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chiron.store.records import SessionRecord
-from chiron.store.tables import sessions
+from chiron.store.tables import executions, sessions
 from chiron.store.types import utcnow
 
 
@@ -23,6 +23,14 @@ async def get_session(
     query = sa.select(sessions).where(sessions.c.thread_key == thread_key)
     if for_update and conn.dialect.name == "postgresql":
         query = query.with_for_update()
+    row = (await conn.execute(query)).mappings().one_or_none()
+    return None if row is None else _record(row)
+
+
+async def session_of_execution(conn: AsyncConnection, execution_id: str) -> SessionRecord | None:
+    """The session an execution belongs to (one query)."""
+    owner = sa.select(executions.c.thread_key).where(executions.c.execution_id == execution_id)
+    query = sa.select(sessions).where(sessions.c.thread_key == owner.scalar_subquery())
     row = (await conn.execute(query)).mappings().one_or_none()
     return None if row is None else _record(row)
 
