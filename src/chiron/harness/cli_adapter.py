@@ -19,6 +19,7 @@ translates. What both adapters do alike lives here:
 
 from __future__ import annotations
 
+import abc
 import os
 import threading
 import time
@@ -49,7 +50,7 @@ class CliGone(Exception):
     """The CLI exited or stopped answering: the turn ends, with this message if it fails."""
 
 
-class CliAdapter(TurnSlot):
+class CliAdapter(TurnSlot, abc.ABC):
     """The adapter side; subclasses start their CLI and make their turns."""
 
     CLI: str  # the CLI's name, for notes and thread names
@@ -66,12 +67,13 @@ class CliAdapter(TurnSlot):
         self.max_retries = int(env_number("CHIRON_MODEL_MAX_RETRIES", 3))
         self.timeout_s = env_number("CHIRON_MODEL_TIMEOUT_S", 120.0, minimum=0.1)
 
+    @abc.abstractmethod
     def _turn_for(self, request: TurnRequest) -> CliTurn[Any]:
-        raise NotImplementedError
+        """The CLI's turn for one user line."""
 
+    @abc.abstractmethod
     def _stop_cli(self) -> None:
         """Close the CLI, if it runs."""
-        raise NotImplementedError
 
     def _new_turn(self, text: str, line: dict[str, Any] | None, *, first: bool) -> CliTurn[Any]:
         for event in self.inbox.drain():
@@ -98,7 +100,7 @@ class CliAdapter(TurnSlot):
 AdapterT = TypeVar("AdapterT", bound=CliAdapter)
 
 
-class CliTurn(Generic[AdapterT]):
+class CliTurn(Generic[AdapterT], abc.ABC):
     """One harness turn; subclasses start it (`_start`) and translate the CLI's events."""
 
     def __init__(self, adapter: AdapterT, request: TurnRequest) -> None:
@@ -115,27 +117,31 @@ class CliTurn(Generic[AdapterT]):
         )
 
     @property
+    @abc.abstractmethod
     def thread_id(self) -> str:
-        raise NotImplementedError
+        """The harness thread id announced for this turn's conversation."""
 
     # -- what subclasses implement -------------------------------------------------------
 
+    @abc.abstractmethod
     def _start(self) -> None:
-        raise NotImplementedError
+        """Start the turn in the CLI."""
 
+    @abc.abstractmethod
     def _deadline(self) -> float | None:
         """When (`time.monotonic()`) `_on_deadline` is due unless an event comes first."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _on_deadline(self) -> None:
-        raise NotImplementedError
+        """`_deadline` passed without an event."""
 
+    @abc.abstractmethod
     def _on_event(self, event: Event) -> None:
-        raise NotImplementedError
+        """One event from the CLI or the stdin side (steering, interrupt)."""
 
+    @abc.abstractmethod
     def _process(self) -> CliProcess | None:
         """The CLI process this turn talks to, if any."""
-        raise NotImplementedError
 
     def _finish_on_error(self, message: str) -> None:
         """End the turn after the CLI went away (`CliGone`) or the adapter failed."""

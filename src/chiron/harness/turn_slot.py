@@ -12,6 +12,7 @@ Imports nothing heavy: the shell adapter is on the cold-start path (see the pack
 from __future__ import annotations
 
 import _thread
+import abc  # already loaded by the interpreter's start-up: costs nothing
 
 from chiron.harness.server import NdjsonWriter, note
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
         def interrupt(self) -> None: ...
 
 
-class TurnSlot:
+class TurnSlot(abc.ABC):
     """The running turn of an adapter, if any; see the module docstring."""
 
     def __init__(self, writer: NdjsonWriter, workspace: str) -> None:
@@ -46,10 +47,10 @@ class TurnSlot:
         self._turn: RunningTurn | None = None
         self._turns = 0
 
+    @abc.abstractmethod
     def _new_turn(self, text: str, line: dict[str, Any] | None, *, first: bool) -> RunningTurn:
         """The (not yet started) turn for a user line; `first` for this process's first turn.
         Called under the lock."""
-        raise NotImplementedError
 
     def on_user(self, text: str, line: dict[str, Any] | None) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ Imported only by the provider modules, after `CHIRON_SDK_PATH` is on `sys.path`.
 
 from __future__ import annotations
 
+import abc
 from types import ModuleType
 from typing import Any
 
@@ -27,7 +28,7 @@ SDK_TIMEOUT_MARGIN_S = 5.0
 CONNECT_TIMEOUT_S = 30.0
 
 
-class SdkProvider:
+class SdkProvider(abc.ABC):
     """A provider over the SDK module `sdk`; subclasses make their client from
     `client_options` and stream one step in `_stream`."""
 
@@ -62,5 +63,6 @@ class SdkProvider:
                 raise
             raise error from exc
 
+    @abc.abstractmethod
     def _stream(self, request: StepRequest, sink: StreamSink, handle: CallHandle) -> StepResult:
-        raise NotImplementedError
+        """One streamed model call in the SDK's own terms."""
