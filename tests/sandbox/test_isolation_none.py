@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,14 @@ from chiron.sandbox.backend import SandboxSpec, SandboxState, SandboxUnavailable
 from chiron.sandbox.local_backend import LocalSandboxBackend
 from chiron.settings import Settings
 from tests.sandbox.conftest import LIMITS, Reader, deltas, new_sandbox_id, run_turn
+
+
+async def cmdline_settles(pid: int, expected: bytes, timeout: float = 5.0) -> bytes:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (seen := host_processes.cmdline(pid)) != expected and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    return seen
 
 
 @pytest.fixture
@@ -42,7 +51,8 @@ async def test_runs_without_bwrap_and_says_isolation_is_off(
     )
     workspace, home, sleeper = deltas(messages).split()
     assert (workspace, home) == (str(root / "workspace"), str(root / "home"))
-    assert host_processes.cmdline(int(sleeper)) == b"sleep\x001003\x00"
+    # The shell prints `$!` right after fork, possibly before the child has exec'd `sleep`.
+    assert await cmdline_settles(int(sleeper), b"sleep\x001003\x00") == b"sleep\x001003\x00"
 
     await unisolated.pause(sandbox_id)
     assert await unisolated.status(sandbox_id) is SandboxState.SUSPENDED
