@@ -44,7 +44,7 @@ class ControlPlane:
         self.tasks = TaskSet()
         isolation = settings.sandbox_isolation
         self.allocator = SandboxAllocator(
-            settings, self.event_log, self.backend, isolation=isolation
+            settings, self.event_log, self.backend, self.tasks, isolation=isolation
         )
         self.driver = ExecutionDriver(
             settings=settings,
@@ -99,6 +99,7 @@ class ControlPlane:
         self.ready = False
         self.service.accepting = False
         await self.driver.drain(self.settings.shutdown_drain_seconds)
+        await self.allocator.close()
         if self.egress is not None:
             await self.egress.stop()
         await self.tasks.close()

@@ -21,7 +21,7 @@ from typing import Any
 from chiron.runtime.errors import LeaseLost
 from chiron.runtime.event_log import EventLog, LogTransaction
 from chiron.runtime.sandbox_allocator import ReadySandbox, SandboxAllocator
-from chiron.runtime.stdout_pump import PumpContext, StdoutPump
+from chiron.runtime.stdout_pump import OutputReadAhead, PumpContext, StdoutPump
 from chiron.runtime.tasks import TaskSet
 from chiron.runtime.terminal import TurnOutcome, TurnTracker
 from chiron.runtime.turn_context import TurnContext
@@ -134,6 +134,9 @@ class ExecutionDriver:
         execution, session = await asyncio.gather(claim(), self._session_of(execution_id))
         if execution is not None:
             await self._supervise(execution, start=_RunStart(replayed=replayed, session=session))
+        elif session is not None:
+            # Cancelled while queued, or claimed elsewhere: the early sandbox is not ours to use.
+            self._allocator.cancel_early(session.thread_key)
 
     async def _drive_adopted(self, execution: ExecutionRecord) -> None:
         mode = "live_attach"
@@ -226,6 +229,7 @@ class ExecutionDriver:
             session = await self._session(execution.thread_key)
         input_lines: list[str] = list(execution.request.get("input_lines") or [])
         located = await self._recorded_output(execution, session) if start is None else None
+        output: OutputReadAhead | None = None
         if located is None:
             ready = await self._allocator.ensure(session)
             self._log.metrics.sandboxes_ready.labels(ready.source).inc()
@@ -249,8 +253,12 @@ class ExecutionDriver:
                     # finds the delivery (and its offset) through the token instead.
                     if writing is not None:
                         receipt = await writing
+                        # Reading starts while the start commits; the first line is often out.
+                        output = self._read_ahead(execution_id, ready.sandbox_id, receipt.offset)
                     await self._record_start(tx, execution, ready.sandbox_id, receipt, ready=ready)
             except BaseException:
+                if output is not None:
+                    await output.close()
                 if writing is not None:
                     # Never cut a delivery half-way: the token makes its outcome findable.
                     await asyncio.gather(asyncio.shield(writing), return_exceptions=True)
@@ -264,7 +272,12 @@ class ExecutionDriver:
                 return TurnOutcome(status="completed", completion_reason="allocation_only")
             late = self._early_interrupts.get(execution_id)
             if late is not None:
-                await self._send_interrupt(ready.sandbox_id, execution_id, late)
+                try:
+                    await self._send_interrupt(ready.sandbox_id, execution_id, late)
+                except BaseException:
+                    if output is not None:
+                        await output.close()
+                    raise
             located = (ready.sandbox_id, receipt.offset, receipt.offset)
         sandbox_id, first_offset, stored = located
         ctx = PumpContext(
@@ -280,10 +293,9 @@ class ExecutionDriver:
         async def finisher(tx: LogTransaction, outcome: TurnOutcome) -> None:
             await self._finish(tx, execution, outcome, tracker)
 
-        lines_read = self._backend.open_output(
-            sandbox_id, first_offset, line_cap=self._settings.output_line_cap_bytes
-        )
-        outcome = await self._pump.run(ctx, lines_read, tracker, finisher)
+        if output is None:
+            output = self._read_ahead(execution_id, sandbox_id, first_offset)
+        outcome = await self._pump.run(ctx, output, tracker, finisher)
         if outcome is None:
             raise SandboxLost("the harness exited before its turn ended")
         return _Finished()
@@ -484,6 +496,12 @@ class ExecutionDriver:
             sandbox_id = (await self._session(execution.thread_key)).sandbox_id
         if sandbox_id is not None:
             await self._send_interrupt(sandbox_id, execution.execution_id, reason)
+
+    def _read_ahead(self, execution_id: str, sandbox_id: str, offset: int) -> OutputReadAhead:
+        lines = self._backend.open_output(
+            sandbox_id, offset, line_cap=self._settings.output_line_cap_bytes
+        )
+        return OutputReadAhead(lines, name=f"pump-reader:{execution_id}")
 
     async def _send_interrupt(self, sandbox_id: str, execution_id: str, reason: str) -> None:
         line = json.dumps({"type": "interrupt", "reason": reason})

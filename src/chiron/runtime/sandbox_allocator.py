@@ -2,6 +2,10 @@
 
 A created sandbox is stored by the caller (`record_created`, in the transaction recording the
 turn's start); the orphan sweep at start-up stops sandboxes no session points at.
+
+A session without a sandbox gets one started early (`start_early`) the moment an execution is
+being queued for it, so the sandbox boots while the execution is inserted and claimed; `ensure`
+takes it over, and whatever ends up not needing it stops it.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chiron.runtime.event_log import EventLog
 from chiron.runtime.model_access import ModelAccess, model_access
 from chiron.runtime.sandbox_egress import SandboxEgress, SandboxNetwork
+from chiron.runtime.tasks import TaskSet
 from chiron.sandbox.backend import (
     ResourceLimits,
     SandboxBackend,
@@ -40,29 +45,91 @@ class ReadySandbox:
     replaced: str | None = None
 
 
+@dataclass(frozen=True)
+class _EarlyStart:
+    """A sandbox being created for a session before its execution was claimed."""
+
+    sandbox_id: str
+    harness_type: str
+    principal_id: str | None
+    task: asyncio.Task[str]
+    started: float = field(default_factory=time.monotonic)
+
+    def fits(self, session: SessionRecord) -> bool:
+        return (self.harness_type, self.principal_id) == (
+            session.harness_type,
+            session.principal_id,
+        )
+
+
 class SandboxAllocator:
     def __init__(
         self,
         settings: Settings,
         event_log: EventLog,
         backend: SandboxBackend,
+        tasks: TaskSet,
         *,
         isolation: str,
     ) -> None:
         self._settings = settings
         self._log = event_log
         self._backend = backend
+        self._tasks = tasks
         self.isolation = isolation
         self._locks: dict[str, asyncio.Lock] = {}
+        self._early: dict[str, _EarlyStart] = {}
         # Set by the control plane when sandboxes get network through the egress proxy.
         self.egress: SandboxEgress | None = None
 
     def lock(self, thread_key: str) -> asyncio.Lock:
         return self._locks.setdefault(thread_key, asyncio.Lock())
 
+    def start_early(self, session: SessionRecord) -> bool:
+        """Begin creating the sandbox a session without one is about to need.
+
+        True when this call started one; whoever started it and then fails to queue the
+        execution calls `cancel_early`. `ensure` takes the sandbox over.
+        """
+        thread_key = session.thread_key
+        if (
+            session.sandbox_id is not None
+            or thread_key in self._early
+            # `ensure` is at work for this session: a sandbox is on its way or in use.
+            or self.lock(thread_key).locked()
+        ):
+            return False
+        sandbox_id = new_id("sbx")
+        task = self._tasks.spawn(f"sandbox-early:{sandbox_id}", self._create(session, sandbox_id))
+        self._early[thread_key] = _EarlyStart(
+            sandbox_id, session.harness_type, session.principal_id, task
+        )
+        return True
+
+    def cancel_early(self, thread_key: str) -> None:
+        """Stop the sandbox started early for this session, if `ensure` has not taken it."""
+        early = self._early.pop(thread_key, None)
+        if early is not None:
+            self._tasks.spawn(f"sandbox-early-stop:{early.sandbox_id}", self._stop_early(early))
+
+    async def close(self) -> None:
+        """Stop every sandbox started early and never taken (at shutdown)."""
+        early, self._early = list(self._early.values()), {}
+        await asyncio.gather(*(self._stop_early(e) for e in early))
+
+    async def _stop_early(self, early: _EarlyStart) -> None:
+        await asyncio.wait([early.task])
+        if early.task.cancelled() or early.task.exception() is not None:
+            return  # a create that did not finish cleaned up after itself
+        await self.discard(early.sandbox_id)
+
     async def ensure(self, session: SessionRecord) -> ReadySandbox:
         started = time.monotonic()
         async with self.lock(session.thread_key):
+            early = self._early.pop(session.thread_key, None)
+            if early is not None and (session.sandbox_id is not None or not early.fits(session)):
+                self._tasks.spawn(f"sandbox-early-stop:{early.sandbox_id}", self._stop_early(early))
+                early = None
             replaced: str | None = None
             if session.sandbox_id is not None:
                 state = await self._backend.status(session.sandbox_id)
@@ -83,12 +150,15 @@ class SandboxAllocator:
                     return self._ready(session.sandbox_id, "resumed", started)
                 replaced = session.sandbox_id
                 await self.discard(session.sandbox_id)
-            sandbox_id = await self._create(session)
+            if early is not None:
+                # Its creation time is what the sandbox took, not the part left to wait for.
+                sandbox_id, started = await early.task, early.started
+            else:
+                sandbox_id = await self._create(session, new_id("sbx"))
             ready = self._ready(sandbox_id, "cold_create", started)
             return ReadySandbox(ready.sandbox_id, ready.source, ready.duration_ms, replaced)
 
-    async def _create(self, session: SessionRecord) -> str:
-        sandbox_id = new_id("sbx")
+    async def _create(self, session: SessionRecord, sandbox_id: str) -> str:
         model = self.model_for(session)
         network = SandboxNetwork(None, {})
         if self.egress is not None:

@@ -131,6 +131,7 @@ class SessionService:
                 old_harness=session.harness_type,
                 new_harness=harness_type,
             )
+        self._allocator.cancel_early(thread_key)
         if old_sandbox is not None:
             await self._allocator.discard(old_sandbox)
         return CreatedSession(await self.get_session(thread_key), False, harness_switched=True)
@@ -151,6 +152,7 @@ class SessionService:
         async with self._log.write() as tx:
             await session_queries.update_session(tx.conn, thread_key, status="archived")
             tx.append(thread_key, "session.archived")
+        self._allocator.cancel_early(thread_key)
         if session.sandbox_id is not None:
             async with self._allocator.lock(thread_key):
                 await self._allocator.discard(session.sandbox_id)
@@ -242,6 +244,8 @@ class SessionService:
             existing = await self._by_key(thread_key, request.idempotency_key)
             if existing is not None:
                 return existing.execution_id, existing.status
+        # The sandbox a new session needs boots while the execution is queued and claimed.
+        started_early = self._allocator.start_early(session)
         execution_id = new_id("exe")
         try:
             async with self._log.write() as tx:
@@ -263,7 +267,11 @@ class SessionService:
                     execution_id,
                     input_line_count=len(request.input_lines),
                 )
-        except sqlalchemy.exc.IntegrityError:
+        except BaseException as exc:
+            if started_early:
+                self._allocator.cancel_early(thread_key)
+            if not isinstance(exc, sqlalchemy.exc.IntegrityError):
+                raise
             if request.idempotency_key is not None:
                 existing = await self._by_key(thread_key, request.idempotency_key)
                 if existing is not None:

@@ -53,7 +53,7 @@ class StdoutPump:
     async def run(
         self,
         ctx: PumpContext,
-        lines: AsyncIterator[OutputLine],
+        output: OutputReadAhead,
         tracker: TurnTracker,
         finisher: Finisher,
     ) -> TurnOutcome | None:
@@ -61,12 +61,11 @@ class StdoutPump:
 
         Returns None when the output ended (orderly EOF) without a terminal line; raises
         SandboxLost if the sandbox vanished and LeaseLost if another process took over.
+        Closes `output` in any case.
         """
-        buffer = _LineBuffer()
-        reader = asyncio.create_task(buffer.fill(lines), name=f"pump-reader:{ctx.execution_id}")
         try:
             while True:
-                batch, ended = await buffer.take(BATCH_LINES)
+                batch, ended = await output.take(BATCH_LINES)
                 outcome: TurnOutcome | None = None
                 for index, line in enumerate(batch):
                     outcome = tracker.observe(line.data)
@@ -83,14 +82,12 @@ class StdoutPump:
                 if outcome is not None:
                     return outcome
                 if ended:
-                    error = reader.exception() if reader.done() else None
+                    error = output.error()
                     if error is not None:
                         raise error
                     return None
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            await output.close()
 
     async def _store(
         self,
@@ -146,19 +143,22 @@ class StdoutPump:
             ctx.stored_offset = batch[-1].end_offset
 
 
-class _LineBuffer:
-    """Lines read ahead of the pump: a deque and two events, cheaper per line than a Queue.
+class OutputReadAhead:
+    """A sandbox's output lines, read ahead of the pump into a deque (cheaper per line than a
+    Queue) from the moment this is made.
 
-    The reader keeps filling while the pump waits on the database, which is what turns a
-    flood of output into large batches.
+    Made as soon as the output's start offset is known, it connects and reads while the turn's
+    start is still being committed; during a turn it keeps filling while the pump waits on the
+    database, which is what turns a flood of output into large batches.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lines: AsyncIterator[OutputLine], *, name: str) -> None:
         self._lines: deque[OutputLine] = deque()
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self._ended = False
+        self._reader = asyncio.create_task(self.fill(lines), name=name)
 
     async def fill(self, lines: AsyncIterator[OutputLine]) -> None:
         try:
@@ -181,6 +181,17 @@ class _LineBuffer:
         batch = [self._lines.popleft() for _ in range(count)]
         self._room.set()
         return batch, self._ended and not self._lines
+
+    def error(self) -> BaseException | None:
+        """Why reading stopped, once it has (None for an orderly end)."""
+        if not self._reader.done() or self._reader.cancelled():
+            return None
+        return self._reader.exception()
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader
 
 
 def _json_payload(ctx: PumpContext, **fields: object) -> str:
