@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from chiron.sandbox.backend import OutputLine
@@ -47,3 +49,32 @@ def test_memory_stays_bounded_for_a_huge_line() -> None:
 def test_the_cap_must_be_positive() -> None:
     with pytest.raises(ValueError):
         LineSplitter(0, line_cap=0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_chunking_gives_the_same_lines_as_splitting_the_whole_log(seed: int) -> None:
+    rng = random.Random(seed)
+    log = b"".join(
+        rng.choice([b"", b"x" * rng.randrange(1, 12), b"\xc3\xa9\r"]) + b"\n"
+        for _ in range(rng.randrange(1, 60))
+    ) + b"x" * rng.randrange(0, 9)
+    cap = rng.randrange(1, 10)
+    expected, offset = [], 7
+    for piece in log.split(b"\n")[:-1]:
+        offset += len(piece) + 1
+        expected.append(OutputLine(piece[:cap], offset, len(piece) if len(piece) > cap else None))
+    tail = log.rsplit(b"\n", 1)[-1]
+    if tail:
+        expected.append(
+            OutputLine(tail[:cap], offset + len(tail), len(tail) if len(tail) > cap else None)
+        )
+
+    splitter = LineSplitter(7, line_cap=cap)
+    seen, start = [], 0
+    while start < len(log):
+        size = rng.randrange(1, 20)
+        seen += splitter.feed(log[start : start + size])
+        start += size
+    last = splitter.finish()
+    assert seen + ([last] if last else []) == expected
+    assert splitter.position == 7 + len(log)

@@ -89,6 +89,15 @@ class StdoutPump:
         finally:
             await output.close()
 
+    def _texts(self, batch: list[OutputLine]) -> list[str]:
+        """The batch's lines as redacted text, decoded and scanned in one go.
+
+        Lines hold no newline and an invalid UTF-8 sequence never spans one, so decoding the
+        joined bytes gives exactly the per-line decodings.
+        """
+        joined = b"\n".join(line.data for line in batch).decode("utf-8", errors="replace")
+        return self._redactor.redact_lines(joined.split("\n"))
+
     async def _store(
         self,
         ctx: PumpContext,
@@ -107,11 +116,15 @@ class StdoutPump:
                     ctx.execution_id,
                 )
             )
-        for line in batch:
-            text = self._redactor.redact(line.data.decode("utf-8", errors="replace"))
-            new_events.append(NewEvent(OUTPUT_LINE, text, ctx.execution_id))
-            if line.original_bytes is not None:
-                truncations.append((len(new_events) - 1, line))
+        if batch:
+            first = len(new_events)
+            execution_id = ctx.execution_id
+            new_events += [NewEvent(OUTPUT_LINE, text, execution_id) for text in self._texts(batch)]
+            truncations = [
+                (first + index, line)
+                for index, line in enumerate(batch)
+                if line.original_bytes is not None
+            ]
         async with self._log.write() as tx:
             extra: dict[str, object] = {}
             if batch:

@@ -13,7 +13,7 @@ import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class SandboxState(enum.StrEnum):
@@ -78,9 +78,8 @@ class SandboxSpec:
     read_only_mounts: dict[str, Path] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class OutputLine:
-    """One harness stdout line read from the sandbox's output log.
+class OutputLine(NamedTuple):
+    """One harness stdout line read from the sandbox's output log (a tuple: one per line).
 
     `end_offset` is the log offset just past this line's newline: store it with the event and
     resume from it. `original_bytes` is set when the line was longer than the cap and `data`

@@ -21,32 +21,44 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[OutputLine]:
         """Consume `data` (the log bytes at `position`); return the lines it completed."""
+        # One C-level split per chunk: this runs for every line of every harness.
+        *complete, rest = data.split(b"\n")
         lines: list[OutputLine] = []
-        view = memoryview(data)
-        start = 0
-        while start < len(data):
-            newline = data.find(b"\n", start)
-            stop = len(data) if newline < 0 else newline
-            room = self._cap - len(self._kept)
-            if room > 0:
-                self._kept += view[start : min(stop, start + room)]
-            self._length += stop - start
-            if newline < 0:
-                self.position += stop - start
-                break
-            self.position += stop - start + 1
-            lines.append(self._take())
-            start = newline + 1
+        cap = self._cap
+        position = self.position
+        if complete and self._length:
+            # The first piece ends the line carried over from earlier chunks.
+            position += len(complete[0]) + 1
+            self._keep(complete[0])
+            lines.append(self._take(position))
+            complete = complete[1:]
+        for part in complete:
+            length = len(part)
+            position += length + 1
+            if length > cap:
+                lines.append(OutputLine(part[:cap], position, length))
+            else:
+                lines.append(OutputLine(part, position, None))
+        if rest:
+            position += len(rest)
+            self._keep(rest)
+        self.position = position
         return lines
+
+    def _keep(self, piece: bytes) -> None:
+        room = self._cap - len(self._kept)
+        if room > 0:
+            self._kept += piece[:room]
+        self._length += len(piece)
 
     def finish(self) -> OutputLine | None:
         """The unterminated last line at EOF, if any."""
-        return self._take() if self._length else None
+        return self._take(self.position) if self._length else None
 
-    def _take(self) -> OutputLine:
+    def _take(self, end_offset: int) -> OutputLine:
         line = OutputLine(
             data=bytes(self._kept),
-            end_offset=self.position,
+            end_offset=end_offset,
             original_bytes=self._length if self._length > self._cap else None,
         )
         self._kept.clear()

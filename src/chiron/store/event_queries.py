@@ -51,31 +51,24 @@ async def append_events(
     now = utcnow()
     first_id = last_id - count + 1
     records = [
-        EventRecord(
-            thread_key=thread_key,
-            event_id=first_id + index,
-            execution_id=event.execution_id,
-            event_type=event.event_type,
-            payload=event.payload,
-            created_at=now,
-        )
+        EventRecord(thread_key, first_id + index, event.execution_id, event.event_type,
+                    event.payload, now)
         for index, event in enumerate(new_events)
-    ]
+    ]  # fmt: skip
     # The hot path of the whole system (every output line): hand rows straight to the driver
-    # instead of letting SQLAlchemy process bind parameters row by row.
+    # instead of letting SQLAlchemy process bind parameters row by row. Records are tuples in
+    # the column order below, so PostgreSQL takes them as they are.
+    rows: Sequence[tuple[object, ...]] = records
     if conn.dialect.name == "sqlite":
-        created: object = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+        created = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+        rows = [(*record[:5], created) for record in records]
         placeholders = "?, ?, ?, ?, ?, ?"
     else:
-        created = now
         placeholders = "$1, $2, $3, $4, $5, $6"
     await conn.exec_driver_sql(
         "INSERT INTO events (thread_key, event_id, execution_id, event_type, payload, created_at)"
         f" VALUES ({placeholders})",
-        [
-            (thread_key, r.event_id, r.execution_id, r.event_type, r.payload, created)
-            for r in records
-        ],
+        rows,
     )
     if conn.dialect.name == "postgresql":
         # Delivered at commit, so listeners only ever wake for visible rows.

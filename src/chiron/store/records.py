@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def new_id(prefix: str) -> str:
@@ -57,8 +57,9 @@ class ExecutionRecord:
         return self.status in ("queued", "running")
 
 
-@dataclass(frozen=True)
-class EventRecord:
+# Events and new events are NamedTuples: made once per output line on the hottest path, where a
+# tuple is several times cheaper to build than a frozen dataclass.
+class EventRecord(NamedTuple):
     thread_key: str
     event_id: int
     execution_id: str | None
@@ -67,8 +68,7 @@ class EventRecord:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     event_type: str
     payload: str
     execution_id: str | None = None
