@@ -1,8 +1,8 @@
 """Execute → first output event seen by an SSE client, for a reused and for a cold sandbox.
 
-Each figure is printed with its ratio to raw bubblewrap start-up measured in the same run
-(`bwrap … true`, and `bwrap … python3 -c pass` for the cold case, which must also start a
-Python harness). Targets (issue 2): reused p50 under 30 ms; cold p50 within 3x of raw bwrap +
+Each figure is printed with its ratio to raw bubblewrap start-up measured in the same run,
+one baseline run after each turn (`bwrap … true`, and `bwrap … python3 -c pass` for the cold
+case, which must also start a Python harness). Targets (issue 2): reused p50 under 30 ms; cold p50 within 3x of raw bwrap +
 python start-up.
 
     .venv/bin/python bench/turn_latency.py [--turns 200]
@@ -62,8 +62,10 @@ async def one_turn(
 
 
 async def main(turns: int) -> None:
-    raw_true = time_command([*RAW_BWRAP, "true"], 50)
-    raw_python = time_command([*RAW_BWRAP, "/usr/bin/python3", "-c", "pass"], 50)
+    # Each baseline run is interleaved with the turns it is compared with, so both see the
+    # same machine (load on a shared host drifts over a run).
+    raw_true: list[float] = []
+    raw_python: list[float] = []
     async with bench_server() as server:
         client = server.client
         await client.post("/api/session/bench:reused", json={"harness_type": "shell"})
@@ -72,12 +74,14 @@ async def main(turns: int) -> None:
         for _ in range(turns):
             latency, cursor = await one_turn(server, "bench:reused", "echo hi", cursor)
             reused.append(latency)
+            raw_true += time_command([*RAW_BWRAP, "true"], 1)
         cold = []
         for index in range(turns):
             key = f"bench:cold-{index}"
             await client.post(f"/api/session/{key}", json={"harness_type": "shell"})
             cold.append((await one_turn(server, key, "echo hi", 0))[0])
             await client.delete(f"/api/session/{key}")
+            raw_python += time_command([*RAW_BWRAP, "/usr/bin/python3", "-c", "pass"], 1)
 
     raw_true_p50 = percentile(raw_true, 0.5)
     raw_python_p50 = percentile(raw_python, 0.5)

@@ -14,6 +14,7 @@ import pytest
 
 from chiron.sandbox import host_processes
 from chiron.sandbox.backend import (
+    InputReceipt,
     SandboxError,
     SandboxLost,
     SandboxSpec,
@@ -394,3 +395,30 @@ async def test_read_only_mounts_are_visible_and_cannot_be_written(
     assert not (shared / "new").exists()
     with pytest.raises(SandboxError, match="read-only mounts go under /opt/chiron/"):
         await make_sandbox(read_only_mounts={"/etc/cron.d": shared})
+
+
+async def test_input_written_once_the_supervisor_serves_runs_when_the_harness_is_up(
+    backend: LocalSandboxBackend,
+) -> None:
+    sandbox_id = new_sandbox_id()
+    served: list[bool] = []
+    receipts: list[asyncio.Task[InputReceipt]] = []
+
+    def on_serving() -> None:
+        # Called before `create` returns: the harness may still be starting.
+        served.append(True)
+        receipts.append(
+            asyncio.ensure_future(
+                backend.write_input(sandbox_id, [user_line("echo early-bird")], token="early")
+            )
+        )
+
+    await backend.create(
+        SandboxSpec(sandbox_id=sandbox_id, harness="shell", limits=LIMITS),
+        on_serving=on_serving,
+    )
+    assert served == [True]
+    receipt = await receipts[0]
+    assert receipt.written
+    reader = Reader(backend, sandbox_id, offset=receipt.offset)
+    assert deltas(await reader.turn()) == "early-bird\n"

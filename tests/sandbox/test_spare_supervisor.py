@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -28,13 +29,30 @@ async def test_cold_sandbox_takes_the_spare_and_a_new_one_is_started(settings: S
         )
         assert await backend.status(sandbox_id) is SandboxState.RUNNING
         assert spare.poll() == 0, "the spare became the sandbox's launcher and exited"
-        assert backend._spare is not None and backend._spare is not spare
+        # Its replacement starts a moment later, once the new sandbox is under way.
+        deadline = asyncio.get_running_loop().time() + 5
+        while backend._spare is None:
+            assert asyncio.get_running_loop().time() < deadline, "no replacement spare"
+            await asyncio.sleep(0.01)
+        assert backend._spare is not spare and backend._spare.poll() is None
         log = (settings.sandboxes_dir / sandbox_id / "supervisor.log").read_text()
         assert "start failed" not in log
         await backend.stop(sandbox_id)
     finally:
         backend.close()
     assert backend._spare is None
+
+
+async def test_closing_the_backend_cancels_a_pending_replacement(settings: Settings) -> None:
+    backend = LocalSandboxBackend(settings, keep_spare_supervisor=True)
+    backend.start_spare()
+    sandbox_id = await backend.create(
+        SandboxSpec(sandbox_id=new_sandbox_id(), harness="shell", limits=LIMITS)
+    )
+    backend.close()
+    await asyncio.sleep(0.2)
+    assert backend._spare is None
+    await backend.stop(sandbox_id)
 
 
 def test_a_spare_whose_control_plane_dies_exits(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from chiron.runtime.errors import LeaseLost
 from chiron.runtime.event_log import EventLog, LogTransaction
-from chiron.runtime.sandbox_allocator import ReadySandbox, SandboxAllocator
+from chiron.runtime.sandbox_allocator import EarlySandbox, ReadySandbox, SandboxAllocator
 from chiron.runtime.stdout_pump import OutputReadAhead, PumpContext, StdoutPump
 from chiron.runtime.tasks import TaskSet
 from chiron.runtime.terminal import TurnOutcome, TurnTracker
@@ -231,19 +231,33 @@ class ExecutionDriver:
         located = await self._recorded_output(execution, session) if start is None else None
         output: OutputReadAhead | None = None
         if located is None:
-            ready = await self._allocator.ensure(session)
-            self._log.metrics.sandboxes_ready.labels(ready.source).inc()
             receipt = None
             writing: asyncio.Future[InputReceipt] | None = None
             early = self._early_interrupts.get(execution_id)
-            if input_lines and early is None:
-                lines = await self._context.lines_for(
-                    input_lines, session, execution, fresh_sandbox=ready.source == "cold_create"
+            deliver = bool(input_lines) and early is None
+            upcoming = self._allocator.upcoming_sandbox(session) if deliver else None
+            if upcoming is not None:
+                # The sandbox started early for this session takes its input as soon as its
+                # supervisor serves, while the harness still starts.
+                writing = self._deliver(
+                    execution, session, upcoming.sandbox_id, fresh_sandbox=True, after=upcoming
                 )
+            try:
+                ready = await self._allocator.ensure(session)
+            except BaseException:
+                if writing is not None:
+                    await asyncio.gather(asyncio.shield(writing), return_exceptions=True)
+                raise
+            self._log.metrics.sandboxes_ready.labels(ready.source).inc()
+            if upcoming is not None and ready.sandbox_id != upcoming.sandbox_id:
+                # The early sandbox was dropped after all; its copy of the input dies with it.
+                if writing is not None:
+                    await asyncio.gather(writing, return_exceptions=True)
+                writing = None
+            if deliver and writing is None:
                 # Delivered while the start transaction does its other writes.
-                writing = asyncio.ensure_future(
-                    self._backend.write_input(ready.sandbox_id, lines, token=execution_id)
-                )
+                fresh = ready.source == "cold_create"
+                writing = self._deliver(execution, session, ready.sandbox_id, fresh_sandbox=fresh)
             try:
                 async with self._log.write() as tx:
                     if ready.source == "cold_create":
@@ -496,6 +510,31 @@ class ExecutionDriver:
             sandbox_id = (await self._session(execution.thread_key)).sandbox_id
         if sandbox_id is not None:
             await self._send_interrupt(sandbox_id, execution.execution_id, reason)
+
+    def _deliver(
+        self,
+        execution: ExecutionRecord,
+        session: SessionRecord,
+        sandbox_id: str,
+        *,
+        fresh_sandbox: bool,
+        after: EarlySandbox | None = None,
+    ) -> asyncio.Future[InputReceipt]:
+        """Write the execution's input (with its turn context) to a sandbox, in the background;
+        to one still being created once it serves (`after`)."""
+
+        async def deliver() -> InputReceipt:
+            lines = await self._context.lines_for(
+                list(execution.request.get("input_lines") or []),
+                session,
+                execution,
+                fresh_sandbox=fresh_sandbox,
+            )
+            if after is not None:
+                await after.wait_serving()
+            return await self._backend.write_input(sandbox_id, lines, token=execution.execution_id)
+
+        return asyncio.ensure_future(deliver())
 
     def _read_ahead(self, execution_id: str, sandbox_id: str, offset: int) -> OutputReadAhead:
         lines = self._backend.open_output(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -26,6 +27,7 @@ from chiron.sandbox.backend import (
     ResourceLimits,
     SandboxBackend,
     SandboxError,
+    SandboxLost,
     SandboxSpec,
     SandboxState,
 )
@@ -46,12 +48,13 @@ class ReadySandbox:
 
 
 @dataclass(frozen=True)
-class _EarlyStart:
+class EarlySandbox:
     """A sandbox being created for a session before its execution was claimed."""
 
     sandbox_id: str
     harness_type: str
     principal_id: str | None
+    serving: asyncio.Event
     task: asyncio.Task[str]
     started: float = field(default_factory=time.monotonic)
 
@@ -60,6 +63,16 @@ class _EarlyStart:
             session.harness_type,
             session.principal_id,
         )
+
+    async def wait_serving(self) -> None:
+        """Until input can be written to it; raises SandboxLost if its creation ended first."""
+        waiter = asyncio.ensure_future(self.serving.wait())
+        try:
+            await asyncio.wait([waiter, self.task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not self.serving.is_set():
+            raise SandboxLost(f"sandbox {self.sandbox_id} did not start")
 
 
 class SandboxAllocator:
@@ -78,7 +91,7 @@ class SandboxAllocator:
         self._tasks = tasks
         self.isolation = isolation
         self._locks: dict[str, asyncio.Lock] = {}
-        self._early: dict[str, _EarlyStart] = {}
+        self._early: dict[str, EarlySandbox] = {}
         # Set by the control plane when sandboxes get network through the egress proxy.
         self.egress: SandboxEgress | None = None
 
@@ -100,11 +113,22 @@ class SandboxAllocator:
         ):
             return False
         sandbox_id = new_id("sbx")
-        task = self._tasks.spawn(f"sandbox-early:{sandbox_id}", self._create(session, sandbox_id))
-        self._early[thread_key] = _EarlyStart(
-            sandbox_id, session.harness_type, session.principal_id, task
+        serving = asyncio.Event()
+        task = self._tasks.spawn(
+            f"sandbox-early:{sandbox_id}",
+            self._create(session, sandbox_id, on_serving=serving.set),
+        )
+        self._early[thread_key] = EarlySandbox(
+            sandbox_id, session.harness_type, session.principal_id, serving, task
         )
         return True
+
+    def upcoming_sandbox(self, session: SessionRecord) -> EarlySandbox | None:
+        """The sandbox started early that `ensure` will give this session, if there is one."""
+        early = self._early.get(session.thread_key)
+        if early is None or session.sandbox_id is not None or not early.fits(session):
+            return None
+        return early
 
     def cancel_early(self, thread_key: str) -> None:
         """Stop the sandbox started early for this session, if `ensure` has not taken it."""
@@ -117,7 +141,7 @@ class SandboxAllocator:
         early, self._early = list(self._early.values()), {}
         await asyncio.gather(*(self._stop_early(e) for e in early))
 
-    async def _stop_early(self, early: _EarlyStart) -> None:
+    async def _stop_early(self, early: EarlySandbox) -> None:
         await asyncio.wait([early.task])
         if early.task.cancelled() or early.task.exception() is not None:
             return  # a create that did not finish cleaned up after itself
@@ -158,7 +182,13 @@ class SandboxAllocator:
             ready = self._ready(sandbox_id, "cold_create", started)
             return ReadySandbox(ready.sandbox_id, ready.source, ready.duration_ms, replaced)
 
-    async def _create(self, session: SessionRecord, sandbox_id: str) -> str:
+    async def _create(
+        self,
+        session: SessionRecord,
+        sandbox_id: str,
+        *,
+        on_serving: Callable[[], None] | None = None,
+    ) -> str:
         model = self.model_for(session)
         network = SandboxNetwork(None, {})
         if self.egress is not None:
@@ -182,7 +212,7 @@ class SandboxAllocator:
             read_only_mounts=dict(model.mounts) if model is not None else {},
         )
         try:
-            await self._backend.create(spec)
+            await self._backend.create(spec, on_serving=on_serving)
         except BaseException:
             if self.egress is not None:
                 await self.egress.release(sandbox_id)

@@ -10,7 +10,7 @@ offset stored next to the events it produced makes the hand-over exactly-once.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -107,8 +107,14 @@ class SandboxInfo:
 
 
 class SandboxBackend(Protocol):
-    async def create(self, spec: SandboxSpec) -> str:
-        """Start a sandbox; returns once its harness runs and accepts input."""
+    async def create(
+        self, spec: SandboxSpec, *, on_serving: Callable[[], None] | None = None
+    ) -> str:
+        """Start a sandbox; returns once its harness runs and accepts input.
+
+        `on_serving` is called as soon as input can be written: it waits in the harness's stdin
+        while the harness starts (and if the harness then fails to start, this still raises).
+        """
 
     async def status(self, sandbox_id: str) -> SandboxState: ...
 

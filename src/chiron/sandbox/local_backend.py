@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,9 @@ _REQUEST_TIMEOUT_S = 10.0
 _WRITE_TIMEOUT_S = 60.0
 _READ_CHUNK = 1 << 20
 _NOFILE = 4096
+# The spare supervisor that replaces a used one starts this much later, so its interpreter does
+# not compete for the CPU with the new sandbox's own start-up and first turn.
+_SPARE_RESTART_DELAY_S = 0.05
 _STATES = {"running": SandboxState.RUNNING, "suspended": SandboxState.SUSPENDED}
 
 
@@ -96,6 +99,7 @@ class LocalSandboxBackend:
         # then skips an interpreter start. Kept only when asked, and ended by `close()`.
         self._keep_spare = keep_spare_supervisor
         self._spare: subprocess.Popen[bytes] | None = None
+        self._spare_timer: asyncio.TimerHandle | None = None
         self._locate_tools(bwrap_path, setpriv_path)
 
     # -- configuration -----------------------------------------------------------------
@@ -173,7 +177,9 @@ class LocalSandboxBackend:
 
     # -- create ------------------------------------------------------------------------
 
-    async def create(self, spec: SandboxSpec) -> str:
+    async def create(
+        self, spec: SandboxSpec, *, on_serving: Callable[[], None] | None = None
+    ) -> str:
         sandbox_id = check_sandbox_id(spec.sandbox_id)
         self._check_egress(spec)
         directory = self._dir(sandbox_id)
@@ -188,7 +194,7 @@ class LocalSandboxBackend:
                 launcher, ready_fd = self._launch_supervisor(directory)
                 try:
                     async with asyncio.timeout(self._settings.sandbox_ready_timeout_s):
-                        await self._wait_ready(ready_fd, directory, spec)
+                        await self._wait_ready(ready_fd, directory, spec, on_serving)
                 except TimeoutError:
                     timeout = self._settings.sandbox_ready_timeout_s
                     raise self._start_error(
@@ -197,7 +203,7 @@ class LocalSandboxBackend:
                 finally:
                     os.close(ready_fd)
                 await self._reap_launcher(launcher)
-                self._start_spare()
+                self._start_spare_later()
             except BaseException:
                 await asyncio.shield(self._discard(sandbox_id, directory, launcher))
                 raise
@@ -333,6 +339,16 @@ class LocalSandboxBackend:
         except OSError:
             self._spare = None
 
+    def _start_spare_later(self) -> None:
+        if self._keep_spare and self._spare_timer is None:
+            self._spare_timer = asyncio.get_running_loop().call_later(
+                _SPARE_RESTART_DELAY_S, self._start_spare_now
+            )
+
+    def _start_spare_now(self) -> None:
+        self._spare_timer = None
+        self._start_spare()
+
     def _hand_over_spare(self, directory: SandboxDir) -> tuple[subprocess.Popen[bytes], int] | None:
         spare, self._spare = self._spare, None
         if spare is None or spare.poll() is not None:
@@ -351,6 +367,9 @@ class LocalSandboxBackend:
 
     def close(self) -> None:
         """End the spare supervisor, if any (sandboxes themselves keep running)."""
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+            self._spare_timer = None
         spare, self._spare = self._spare, None
         if spare is not None:
             assert spare.stdin is not None and spare.stdout is not None
@@ -400,24 +419,40 @@ class LocalSandboxBackend:
             os.close(log_fd)
         return launcher, ready_r
 
-    async def _wait_ready(self, ready_fd: int, directory: SandboxDir, spec: SandboxSpec) -> None:
+    async def _wait_ready(
+        self,
+        ready_fd: int,
+        directory: SandboxDir,
+        spec: SandboxSpec,
+        on_serving: Callable[[], None] | None,
+    ) -> None:
+        """Until the supervisor says `ready` (its harness signalled readiness itself).
+
+        `on_serving` runs at its earlier `serving` line. No status round trip on the cold-start
+        path: a harness that dies right after `ready` shows up as a lost sandbox on first use.
+        """
         loop = asyncio.get_running_loop()
-        readable = loop.create_future()
+        said = b""
+        while not said.endswith((b"ready\n", b"failed\n")):
+            readable: asyncio.Future[None] = loop.create_future()
 
-        def on_readable() -> None:
-            if not readable.done():
-                readable.set_result(None)
+            def on_readable(readable: asyncio.Future[None] = readable) -> None:
+                if not readable.done():
+                    readable.set_result(None)
 
-        loop.add_reader(ready_fd, on_readable)
-        try:
-            await readable
-        finally:
-            loop.remove_reader(ready_fd)
-        # "ready" comes only once the supervisor serves its socket and the harness signalled
-        # readiness itself: no status round trip on the cold-start path. A harness that dies
-        # right after shows up as a lost sandbox on first use.
-        message = os.read(ready_fd, 256)
-        if not message.startswith(b"ready"):
+            loop.add_reader(ready_fd, on_readable)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(ready_fd)
+            chunk = os.read(ready_fd, 256)
+            if not chunk:
+                break
+            said += chunk
+            if on_serving is not None and b"serving\n" in said:
+                on_serving()
+                on_serving = None
+        if not said.endswith(b"ready\n"):
             raise self._start_error(directory, spec, "the harness did not start")
 
     def _start_error(self, directory: SandboxDir, spec: SandboxSpec, reason: str) -> SandboxError:

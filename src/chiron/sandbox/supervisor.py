@@ -22,7 +22,8 @@ line per connection, answered by one JSON line (`read` then streams raw log byte
     pause / resume              -> SIGSTOP / SIGCONT every process of the sandbox
     stop                        -> SIGKILL the sandbox's PID-namespace init, answer, exit
 
-Once the harness reported readiness (or died trying), one line goes to `ready_fd`: `ready` or
+`ready_fd` gets `serving` once the socket takes requests (input written from then on waits in
+the harness's stdin), then, once the harness reported readiness (or died trying), `ready` or
 `failed`. If this process dies, the kernel ends the sandbox: bwrap runs with
 `--die-with-parent`, which ties the outer bwrap to this process and the sandbox to the outer
 bwrap.
@@ -215,8 +216,11 @@ class Supervisor:
         )
         self.log_r = os.open(OUTPUT_LOG, os.O_RDONLY | os.O_CLOEXEC)
 
-    def run(self, listener: socket.socket) -> bool:
-        """Record the sandbox's init, start pumping and serving; True once the harness is ready."""
+    def run(self, listener: socket.socket, ready_fd: int) -> bool:
+        """Record the sandbox's init, start pumping and serving; True once the harness is ready.
+
+        Says `serving` on `ready_fd` as soon as requests are answered, before that wait.
+        """
         if self.harness.info_r >= 0:
             self.init_pid = _read_child_pid(self.harness.info_r) or self.harness.pid
             os.close(self.harness.info_r)
@@ -233,6 +237,10 @@ class Supervisor:
         _thread(self._pump)
         _thread(self._wait_child)
         _thread(self._accept_loop, listener)
+        try:  # noqa: SIM105 - contextlib would cost start-up time
+            os.write(ready_fd, b"serving\n")
+        except OSError:
+            pass  # the control plane went away; the sandbox still starts
         ready = _read_some(self.harness.ready_r)
         os.close(self.harness.ready_r)
         return bool(ready)
@@ -615,7 +623,7 @@ def _supervise(sandbox_dir: str, ready_fd: int) -> int:
         listener.bind(SOCKET_FILE)
         os.chmod(SOCKET_FILE, 0o600)
         listener.listen(64)
-        ready = supervisor.run(listener)
+        ready = supervisor.run(listener, ready_fd)
     except Exception as exc:
         sys.stderr.write(f"supervisor: start failed: {exc!r}\n")
     try:
