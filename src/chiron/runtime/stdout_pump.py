@@ -27,7 +27,11 @@ from chiron.store.records import NewEvent
 from chiron.store.types import utcnow
 
 BATCH_LINES = 2000
+# One batch is one transaction; its size in bytes is bounded too (lines may be up to the 1 MiB
+# cap each), as is what is read ahead of the pump.
+BATCH_BYTES = 8 << 20
 _QUEUE_LINES = 8000
+_QUEUE_BYTES = 32 << 20
 
 
 @dataclass
@@ -65,7 +69,7 @@ class StdoutPump:
         """
         try:
             while True:
-                batch, ended = await output.take(BATCH_LINES)
+                batch, ended = await output.take(BATCH_LINES, BATCH_BYTES)
                 outcome: TurnOutcome | None = None
                 for index, line in enumerate(batch):
                     outcome = tracker.observe(line.data)
@@ -167,6 +171,7 @@ class OutputReadAhead:
 
     def __init__(self, lines: AsyncIterator[OutputLine], *, name: str) -> None:
         self._lines: deque[OutputLine] = deque()
+        self._bytes = 0
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -177,21 +182,30 @@ class OutputReadAhead:
         try:
             async for line in lines:
                 self._lines.append(line)
+                self._bytes += len(line.data)
                 self._ready.set()
-                if len(self._lines) >= _QUEUE_LINES:
+                if len(self._lines) >= _QUEUE_LINES or self._bytes >= _QUEUE_BYTES:
                     self._room.clear()
                     await self._room.wait()
         finally:
             self._ended = True
             self._ready.set()
 
-    async def take(self, limit: int) -> tuple[list[OutputLine], bool]:
-        """Up to `limit` lines once any are there; True as second item when input ended."""
+    async def take(self, max_lines: int, max_bytes: int) -> tuple[list[OutputLine], bool]:
+        """Lines once any are there, up to `max_lines` and (past the first) `max_bytes`; True
+        as second item when input ended."""
         while not self._lines and not self._ended:
             self._ready.clear()
             await self._ready.wait()
-        count = min(limit, len(self._lines))
-        batch = [self._lines.popleft() for _ in range(count)]
+        batch: list[OutputLine] = []
+        size = 0
+        lines = self._lines
+        while lines and len(batch) < max_lines:
+            size += len(lines[0].data)
+            if batch and size > max_bytes:
+                break
+            batch.append(lines.popleft())
+        self._bytes -= sum(len(line.data) for line in batch)
         self._room.set()
         return batch, self._ended and not self._lines
 
