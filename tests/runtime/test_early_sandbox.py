@@ -30,6 +30,24 @@ async def settles_to(settings: Settings, expected: list[str], timeout: float = 1
     return seen
 
 
+async def claimed_by_another_replica(
+    server: RunningServer, thread_key: str, execution_id: str
+) -> None:
+    """An execution queued here and claimed by another server process."""
+    async with server.plane.store.write() as conn:
+        await execution_queries.insert_queued(
+            conn,
+            execution_id=execution_id,
+            thread_key=thread_key,
+            idempotency_key=None,
+            request={"input_lines": [user_line("echo elsewhere")]},
+        )
+        claimed = await execution_queries.claim(
+            conn, execution_id, owner="other-host:1:x", lease_seconds=45
+        )
+    assert claimed is not None
+
+
 async def test_first_turn_runs_in_the_one_sandbox_started_for_it(server: RunningServer) -> None:
     client = server.client
     await create_session(client, "early:first")
@@ -83,19 +101,7 @@ async def test_an_execution_claimed_elsewhere_stops_the_early_sandbox(
     assert plane.allocator.start_early(session)
     assert not plane.allocator.start_early(session)  # one per session
     # Another replica queued and claimed the execution this sandbox was started for.
-    store = plane.store
-    async with store.write() as conn:
-        await execution_queries.insert_queued(
-            conn,
-            execution_id="exe_elsewhere",
-            thread_key="early:elsewhere",
-            idempotency_key=None,
-            request={"input_lines": [user_line("echo elsewhere")]},
-        )
-        claimed = await execution_queries.claim(
-            conn, "exe_elsewhere", owner="other-host:1:x", lease_seconds=45
-        )
-    assert claimed is not None
+    await claimed_by_another_replica(server, "early:elsewhere", "exe_elsewhere")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
     while len(await running_sandboxes(server.settings)) != 1:
@@ -127,17 +133,7 @@ async def test_a_refused_execute_stops_the_sandbox_it_started(server: RunningSer
     client = server.client
     await create_session(client, "early:refused")
     # Another replica is running an execution here and has not stored its sandbox yet.
-    async with server.plane.store.write() as conn:
-        await execution_queries.insert_queued(
-            conn,
-            execution_id="exe_running_elsewhere",
-            thread_key="early:refused",
-            idempotency_key=None,
-            request={"input_lines": [user_line("echo elsewhere")]},
-        )
-        await execution_queries.claim(
-            conn, "exe_running_elsewhere", owner="other-host:1:x", lease_seconds=45
-        )
+    await claimed_by_another_replica(server, "early:refused", "exe_running_elsewhere")
     answer = await client.post(
         "/api/session/early:refused/execute", json={"input_lines": [user_line("echo refused")]}
     )
