@@ -7,11 +7,13 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+import chiron
 from chiron.sandbox import host_processes
 from chiron.sandbox.backend import (
     InputReceipt,
@@ -422,3 +424,26 @@ async def test_input_written_once_the_supervisor_serves_runs_when_the_harness_is
     assert receipt.written
     reader = Reader(backend, sandbox_id, offset=receipt.offset)
     assert deltas(await reader.turn()) == "early-bird\n"
+
+
+def test_start_up_compiles_the_harness_for_the_sandbox_python(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A fresh install: the package without any bytecode, as sandboxes see it (read-only).
+    package = tmp_path / "site" / "chiron"
+    shutil.copytree(
+        Path(chiron.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    backend = LocalSandboxBackend(settings.model_copy(update={"sandbox_isolation": "none"}))
+    backend._package_dir = package
+    backend.check()
+    tag = subprocess.run(
+        [str(settings.sandbox_python), "-c", "import sys; print(sys.implementation.cache_tag)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    compiled = {p.name for p in (package / "harness" / "__pycache__").iterdir()}
+    for module in ("__main__", "server", "shell_adapter", "protocol"):
+        assert f"{module}.{tag}.pyc" in compiled
+    assert (package / "__pycache__" / f"__init__.{tag}.pyc").exists()
