@@ -164,18 +164,23 @@ async def steer_during_a_command(rig: CliRig) -> tuple[ModelRequest, ModelReques
     return first, second
 
 
+async def interrupt_now(rig: CliRig) -> list[Message]:
+    """Interrupt the running turn; it must end `interrupted` within 3 s. The turn's lines."""
+    started = time.monotonic()
+    rig.h.send({"type": "interrupt", "reason": "user"})
+    messages = await rig.turn(timeout=10)
+    assert ending(messages)["status"] == "interrupted"
+    assert time.monotonic() - started < 3
+    return messages
+
+
 async def an_interrupt_ends_a_hanging_request(rig: CliRig) -> None:
     """An interrupt ends a turn whose model request never gets an answer; the next turn works."""
     rig.fake.add(Reply(hang=True), Reply(text="back again"))
     rig.start()
     rig.user("hang please")
     await rig.requests(1)
-    started = time.monotonic()
-    rig.h.send({"type": "interrupt", "reason": "user"})
-    messages = await rig.turn(timeout=10)
-
-    assert ending(messages)["status"] == "interrupted"
-    assert time.monotonic() - started < 3
+    await interrupt_now(rig)
     rig.user("are you there?")
     after = await rig.turn()
     assert ending(after)["status"] == "completed"
@@ -194,12 +199,7 @@ async def interrupt_a_running_command(rig: CliRig) -> list[Message]:
     while not running(marker):
         assert time.monotonic() < deadline, "the command never started"
         await asyncio.sleep(0.05)
-    started = time.monotonic()
-    rig.h.send({"type": "interrupt", "reason": "user"})
-    messages = await rig.turn(timeout=10)
-
-    assert ending(messages)["status"] == "interrupted"
-    assert time.monotonic() - started < 3
+    messages = await interrupt_now(rig)
     deadline = time.monotonic() + 3
     while running(marker) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
