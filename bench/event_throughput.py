@@ -2,7 +2,10 @@
 
 Reports output events stored per second (from the stored events' own timestamps) and delivered
 per second to 10 concurrent SSE clients, each as a ratio to raw batched inserts of the same
-number of rows into the same database (same driver, batches of 2,000) measured in the same run.
+number of rows into the same database (same driver, batches the size of the pump's) measured
+in the same run: rows handed to the driver's executemany (the baseline of the target), the
+same through SQLAlchemy Core, and for reference one set-based statement per batch (the shape
+the server itself uses: json_each on SQLite, unnest on PostgreSQL).
 Target (issue 2): at least 20,000 lines/s stored and >= 50% of the raw insert rate.
 
     .venv/bin/python bench/event_throughput.py [--lines 100000] [--clients 10] [--engines sqlite,postgresql]
@@ -12,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from bench_support import BenchServer, bench_server, user_line
+from chiron.runtime.stdout_pump import BATCH_LINES
 from chiron.store.engine import Store
 from chiron.store.tables import events, sessions
 from chiron.store.types import utcnow
@@ -29,12 +34,13 @@ TERMINAL = (
 )
 
 
-async def raw_insert_rate(database_url: str, rows: int, *, via_core: bool, key: str) -> float:
+async def raw_insert_rate(database_url: str, rows: int, *, shape: str, key: str) -> float:
     """Rows per second for plain batched INSERTs into the events table.
 
-    `via_core=False`: rows handed straight to the driver's executemany (the floor of what the
-    database costs); `via_core=True`: the same rows through SQLAlchemy Core, the layer an
-    application on this stack writes through.
+    `shape`: "driver", rows handed straight to the driver's executemany (the floor of what
+    the database costs per row); "core", the same rows through SQLAlchemy Core, the layer an
+    application on this stack writes through; "set", one statement per batch expanding an
+    array parameter into rows.
     """
     store = Store(database_url)
     now = utcnow()
@@ -49,15 +55,23 @@ async def raw_insert_rate(database_url: str, rows: int, *, via_core: bool, key: 
     line = '{"method":"item/commandExecution/outputDelta","params":{"delta":"12345\\n"}}'
     sqlite = store.dialect == "sqlite"
     created = now.replace(tzinfo=None).isoformat(" ") if sqlite else now
-    statement = (
+    head = (
         "INSERT INTO events (thread_key, event_id, execution_id, event_type, payload, created_at)"
-        + (" VALUES (?, ?, ?, ?, ?, ?)" if sqlite else " VALUES ($1, $2, $3, $4, $5, $6)")
     )
+    if sqlite:
+        per_row = head + " VALUES (?, ?, ?, ?, ?, ?)"
+        per_set = head + " SELECT ?, ? + key, ?, ?, value, ? FROM json_each(?)"
+    else:
+        per_row = head + " VALUES ($1, $2, $3, $4, $5, $6)"
+        per_set = (
+            head + " SELECT $1, $2 + t.ord - 1, $3, $4, t.payload, $5"
+            " FROM unnest($6::text[]) WITH ORDINALITY AS t(payload, ord)"
+        )
     started = time.perf_counter()
-    for first in range(1, rows + 1, 2000):
-        ids = range(first, min(first + 2000, rows + 1))
+    for first in range(1, rows + 1, BATCH_LINES):
+        ids = range(first, min(first + BATCH_LINES, rows + 1))
         async with store.write() as conn:
-            if via_core:
+            if shape == "core":
                 await conn.execute(
                     sa.insert(events),
                     [
@@ -66,9 +80,16 @@ async def raw_insert_rate(database_url: str, rows: int, *, via_core: bool, key: 
                         for i in ids
                     ],
                 )  # fmt: skip
+            elif shape == "set":
+                payloads = [line] * len(ids)
+                await conn.exec_driver_sql(
+                    per_set,
+                    (key, first, "exe_raw", "session.output.line", created,
+                     json.dumps(payloads) if sqlite else payloads),
+                )  # fmt: skip
             else:
                 await conn.exec_driver_sql(
-                    statement,
+                    per_row,
                     [(key, i, "exe_raw", "session.output.line", line, created) for i in ids],
                 )
     elapsed = time.perf_counter() - started
@@ -131,19 +152,18 @@ async def run_engine(engine: str, lines: int, clients: int) -> None:
         execution_id = answer.json()["execution_id"]
         delivered = await asyncio.gather(*readers)
         stored_rate = await stored_lines_per_second(server, execution_id)
-        raw_rate = await raw_insert_rate(
-            server.database_url, lines, via_core=False, key="bench:raw"
-        )
-        core_rate = await raw_insert_rate(
-            server.database_url, lines, via_core=True, key="bench:core"
-        )
+        raw_rate = await raw_insert_rate(server.database_url, lines, shape="driver", key="b:raw")
+        core_rate = await raw_insert_rate(server.database_url, lines, shape="core", key="b:core")
+        set_rate = await raw_insert_rate(server.database_url, lines, shape="set", key="b:set")
     delivered_rates = [count / seconds for count, seconds in delivered]
     per_client = min(delivered_rates)
     print(f"[{engine}] raw batched inserts, driver  {raw_rate:10,.0f} rows/s")
     print(f"[{engine}] raw batched inserts, Core    {core_rate:10,.0f} rows/s")
+    print(f"[{engine}] raw set-based inserts        {set_rate:10,.0f} rows/s")
     print(
         f"[{engine}] output lines stored           {stored_rate:10,.0f} lines/s   "
-        f"({stored_rate / raw_rate:.0%} of driver rate, {stored_rate / core_rate:.0%} of Core rate)"
+        f"({stored_rate / raw_rate:.0%} of driver rate, {stored_rate / core_rate:.0%} of Core, "
+        f"{stored_rate / set_rate:.0%} of set-based)"
     )
     print(
         f"[{engine}] delivered per SSE client (x{clients}) {per_client:10,.0f} events/s slowest, "

@@ -64,8 +64,27 @@ def test_rendered_frames_are_made_once_and_shared() -> None:
         calls.append(event.event_id)
         return f"<{event.event_id}>"
 
-    assert recent.rendered_after("t:k", 0, limit=2, render=render) == ("<1><2>", 2)
-    assert recent.rendered_after("t:k", 0, limit=10, render=render) == ("<1><2><3><4>", 4)
-    assert recent.rendered_after("t:k", 1, limit=10, render=render) == ("<2><3><4>", 4)
+    assert recent.rendered_after("t:k", 0, limit=2, render=render) == (b"<1><2>", 2)
+    assert recent.rendered_after("t:k", 0, limit=10, render=render) == (b"<1><2><3><4>", 4)
+    assert recent.rendered_after("t:k", 1, limit=10, render=render) == (b"<2><3><4>", 4)
     assert calls == [1, 2, 3, 4]
-    assert recent.rendered_after("t:k", 4, limit=10, render=render) == ("", 4)
+    assert recent.rendered_after("t:k", 4, limit=10, render=render) == (b"", 4)
+
+
+def test_readers_at_one_cursor_share_one_page_until_it_changes() -> None:
+    recent = RecentEvents()
+    recent.add("t:s", events(1, 3))
+
+    def render(event: EventRecord) -> str:
+        return f"<{event.event_id}:é>"
+
+    first = recent.rendered_after("t:s", 0, limit=10, render=render)
+    second = recent.rendered_after("t:s", 0, limit=10, render=render)
+    assert first == ("<1:é><2:é><3:é>".encode(), 3)
+    assert second is not None and first is not None and second[0] is first[0]
+    recent.add("t:s", events(4, 4))
+    assert recent.rendered_after("t:s", 0, limit=10, render=render) == (
+        "<1:é><2:é><3:é><4:é>".encode(),
+        4,
+    )
+    assert recent.rendered_after("t:s", 2, limit=1, render=render) == ("<3:é>".encode(), 3)

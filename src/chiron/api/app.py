@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -52,17 +53,22 @@ def create_app(settings: Settings) -> FastAPI:
 def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory chiron.api.app:app_from_env` (settings from CHIRON_*)."""
     app = create_app(Settings())
-    tune_garbage_collector()
+    tune_interpreter()
     return app
 
 
-def tune_garbage_collector() -> None:
-    """Garbage-collector settings for a long-running server process (call once, after imports).
+def tune_interpreter() -> None:
+    """Interpreter settings for a long-running server process (call once, after imports).
 
     Every output line makes a few small tuples on the way to the database, and with the default
     gen-0 threshold (700) the collector ran hundreds of times a second over everything the
     process holds: 20-30% of a flood's throughput (bench/event_throughput.py). Objects alive
     after start-up (modules, the app) are frozen out of collections altogether.
+
+    SQLite's writer thread takes the GIL back several times per transaction (it releases it
+    inside each sqlite3 call); with the default 5 ms switch interval each of those waits up
+    to 5 ms behind a busy event loop, and the transaction holds the write lock meanwhile.
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    sys.setswitchinterval(0.0005)

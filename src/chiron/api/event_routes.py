@@ -28,6 +28,9 @@ from chiron.store.records import EventRecord
 router = APIRouter(prefix="/api", tags=["events"])
 
 PAGE = 1000
+# Pages served from memory are bigger: each is one write through the middleware stack, and a
+# flood of output commits thousands of events at a time.
+MEMORY_PAGE = 5000
 _TERMINAL_TYPES = frozenset(TERMINAL_EVENT.values())
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
@@ -62,18 +65,18 @@ class EventTail:
         self._checked_remote = -1
         self._checked_at = 0.0
 
-    async def next_text(self) -> str:
-        """The next page as SSE text; whole-session streams reuse frames rendered once."""
+    async def next_text(self) -> bytes:
+        """The next page as SSE wire text; whole-session streams share pages rendered once."""
         if self.execution_id is None:
             rendered = self._plane.event_log.recent.rendered_after(
-                self.thread_key, self.cursor, limit=PAGE, render=sse_frame
+                self.thread_key, self.cursor, limit=MEMORY_PAGE, render=sse_frame
             )
             if rendered is not None and (rendered[0] or not self._database_check_due()):
                 text, scanned_to = rendered
-                self.more = scanned_to - self.cursor >= PAGE
+                self.more = scanned_to - self.cursor >= MEMORY_PAGE
                 self.cursor = scanned_to
                 return text
-        return "".join(sse_frame(event) for event in await self.next_page())
+        return "".join(sse_frame(event) for event in await self.next_page()).encode()
 
     async def next_page(self) -> list[EventRecord]:
         cached = self._plane.event_log.recent.after(
@@ -191,7 +194,7 @@ async def _long_poll(tail: EventTail, wait: float, limit: int) -> EventsResponse
     )
 
 
-async def _sse(tail: EventTail, plane: ControlPlane) -> AsyncIterator[str]:
+async def _sse(tail: EventTail, plane: ControlPlane) -> AsyncIterator[str | bytes]:
     settings = plane.settings
     last_write = time.monotonic()
     yield ": stream open\n\n"

@@ -40,7 +40,7 @@ def up(
 ) -> None:
     """Run the Chiron API in the foreground until Ctrl-C or SIGTERM."""
     # The server side is imported here, so client commands never load it.
-    from chiron.api.app import create_app, tune_garbage_collector
+    from chiron.api.app import create_app, tune_interpreter
     from chiron.runtime.control_plane import load_or_create_admin_key
     from chiron.sandbox.backend import SandboxError
     from chiron.structured_logging import configure_logging
@@ -57,7 +57,7 @@ def up(
         app = create_app(settings)
     except SandboxError as exc:
         raise CliError(str(exc)) from None
-    tune_garbage_collector()
+    tune_interpreter()
     key_source = (
         "CHIRON_ADMIN_API_KEY"
         if settings.admin_api_key is not None

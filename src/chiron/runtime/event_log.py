@@ -7,21 +7,33 @@ reader is woken before the rows it will look for are committed.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chiron.redaction import Redactor
 from chiron.runtime.metrics import Metrics
 from chiron.runtime.recent_events import RecentEvents
 from chiron.store.engine import Store
-from chiron.store.event_queries import append_events
+from chiron.store.event_queries import EventBatch, append_events
 from chiron.store.notifier import EventNotifier
 from chiron.store.records import EventRecord, NewEvent
 
 OUTPUT_LINE = "session.output.line"
+
+
+def event_payload(
+    redactor: Redactor, thread_key: str, execution_id: str | None, **fields: Any
+) -> str:
+    """An event's payload: its fields as compact JSON, redacted."""
+    payload: dict[str, Any] = {"thread_key": thread_key}
+    if execution_id is not None:
+        payload["execution_id"] = execution_id
+    payload.update(fields)
+    return redactor.redact(json.dumps(payload, separators=(",", ":"), default=str))
 
 
 class LogTransaction:
@@ -41,15 +53,11 @@ class LogTransaction:
     def append(
         self, thread_key: str, event_type: str, execution_id: str | None = None, **fields: Any
     ) -> None:
-        payload: dict[str, Any] = {"thread_key": thread_key}
-        if execution_id is not None:
-            payload["execution_id"] = execution_id
-        payload.update(fields)
-        text = self._redactor.redact(json.dumps(payload, separators=(",", ":"), default=str))
+        text = event_payload(self._redactor, thread_key, execution_id, **fields)
         self._staged.setdefault(thread_key, []).append(NewEvent(event_type, text, execution_id))
 
     async def append_raw(
-        self, thread_key: str, new_events: Sequence[NewEvent]
+        self, thread_key: str, new_events: Sequence[NewEvent] | EventBatch
     ) -> list[EventRecord]:
         """Append pre-built events (payloads already redacted) after any staged ones."""
         await self.flush()
@@ -60,7 +68,9 @@ class LogTransaction:
         for thread_key, new_events in staged.items():
             await self._write(thread_key, new_events)
 
-    async def _write(self, thread_key: str, new_events: Sequence[NewEvent]) -> list[EventRecord]:
+    async def _write(
+        self, thread_key: str, new_events: Sequence[NewEvent] | EventBatch
+    ) -> list[EventRecord]:
         records = await append_events(self.conn, thread_key, new_events, origin=self._origin)
         self.appended.setdefault(thread_key, []).extend(records)
         return records
@@ -84,6 +94,19 @@ class EventLog:
             await tx.flush()
         # Committed: publish before any await so buffers receive batches in commit order.
         for thread_key, records in tx.appended.items():
-            self.recent.add(thread_key, records)
-            self.metrics.events_appended.inc(len(records))
-            self.notifier.notify(thread_key)
+            self._publish(thread_key, records)
+
+    async def write_in_thread(
+        self, thread_key: str, work: Callable[[sa.Connection], list[EventRecord]]
+    ) -> list[EventRecord]:
+        """`write()` for a transaction run whole on SQLite's writer thread (see
+        `Store.write_in_thread`). `work` appends to `thread_key` only, payloads already
+        redacted, and returns the records it appended."""
+        records = await self.store.write_in_thread(work)
+        self._publish(thread_key, records)
+        return records
+
+    def _publish(self, thread_key: str, records: list[EventRecord]) -> None:
+        self.recent.add(thread_key, records)
+        self.metrics.events_appended.inc(len(records))
+        self.notifier.notify(thread_key)

@@ -18,12 +18,15 @@ _SIZE_OVERHEAD = 200
 
 
 class _SessionBuffer:
-    __slots__ = ("bytes", "events", "frames")
+    __slots__ = ("bytes", "events", "frames", "page")
 
     def __init__(self) -> None:
         self.events: list[EventRecord] = []
         # Wire renderings of events[0:len(frames)], made once and shared by every reader.
         self.frames: list[str] = []
+        # The last page joined and encoded, (first id, last id, wire bytes): readers following
+        # one session are woken by the same commit and ask for the same page.
+        self.page: tuple[int, int, bytes] | None = None
         self.bytes = 0
 
 
@@ -88,20 +91,27 @@ class RecentEvents:
 
     def rendered_after(
         self, thread_key: str, cursor: int, *, limit: int, render: Callable[[EventRecord], str]
-    ) -> tuple[str, int] | None:
-        """Like `after` for a whole-session stream, as wire text rendered once per event."""
+    ) -> tuple[bytes, int] | None:
+        """Like `after` for a whole-session stream, as UTF-8 wire text rendered once per event
+        and once per page."""
         located = self._locate(thread_key, cursor)
         if located is None:
             return None
         buffer, start = located
         events = buffer.events
         if start == len(events):
-            return "", cursor
+            return b"", cursor
         stop = min(len(events), start + limit)
+        first_id, last_id = events[start].event_id, events[stop - 1].event_id
+        page = buffer.page
+        if page is not None and page[0] == first_id and page[1] == last_id:
+            return page[2], last_id
         frames = buffer.frames
         if len(frames) < stop:
             frames.extend(render(event) for event in events[len(frames) : stop])
-        return "".join(frames[start:stop]), events[stop - 1].event_id
+        wire = "".join(frames[start:stop]).encode()
+        buffer.page = (first_id, last_id, wire)
+        return wire, last_id
 
     def _locate(self, thread_key: str, cursor: int) -> tuple[_SessionBuffer, int] | None:
         """The buffer and the index of the event after `cursor` (its length: caught up)."""

@@ -11,26 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
+from typing import NamedTuple
+
+import sqlalchemy as sa
 
 from chiron.redaction import Redactor
 from chiron.runtime.errors import LeaseLost
-from chiron.runtime.event_log import OUTPUT_LINE, EventLog, LogTransaction
+from chiron.runtime.event_log import OUTPUT_LINE, EventLog, LogTransaction, event_payload
 from chiron.runtime.terminal import TurnOutcome, TurnTracker
 from chiron.sandbox.backend import OutputLine
 from chiron.store import execution_queries
-from chiron.store.records import NewEvent
+from chiron.store.event_queries import EventBatch, append_events_in_thread
+from chiron.store.records import EventRecord, NewEvent
 from chiron.store.types import utcnow
 
-BATCH_LINES = 2000
+BATCH_LINES = 5000
 # One batch is one transaction; its size in bytes is bounded too (lines may be up to the 1 MiB
 # cap each), as is what is read ahead of the pump.
 BATCH_BYTES = 8 << 20
-_QUEUE_LINES = 8000
+_QUEUE_LINES = 20000
 _QUEUE_BYTES = 32 << 20
 
 
@@ -67,8 +71,16 @@ class StdoutPump:
         SandboxLost if the sandbox vanished and LeaseLost if another process took over.
         Closes `output` in any case.
         """
+        # The store of one batch runs while the next is taken and prepared, so the database's
+        # thread and this loop work in parallel during a flood. Stores stay one at a time, in
+        # order; one still running is awaited before waiting for more output, so a failure
+        # (LeaseLost) never waits for the harness to print again.
+        storing: asyncio.Task[None] | None = None
         try:
             while True:
+                if storing is not None and not output.has_lines():
+                    await storing
+                    storing = None
                 batch, ended = await output.take(BATCH_LINES, BATCH_BYTES)
                 outcome: TurnOutcome | None = None
                 for index, line in enumerate(batch):
@@ -76,88 +88,157 @@ class StdoutPump:
                     if outcome is not None:
                         batch = batch[: index + 1]
                         break
-                fresh = [line for line in batch if line.end_offset > ctx.stored_offset]
-                if outcome is not None and len(fresh) > 1:
-                    # Readers see the turn's output before the finishing writes are done.
-                    await self._store(ctx, fresh[:-1], None, finisher)
-                    fresh = fresh[-1:]
-                if fresh or outcome is not None:
-                    await self._store(ctx, fresh, outcome, finisher)
+                fresh = batch
+                if batch and batch[0].end_offset <= ctx.stored_offset:
+                    # Re-attached: lines up to the stored offset are in the log already.
+                    fresh = [line for line in batch if line.end_offset > ctx.stored_offset]
                 if outcome is not None:
+                    if len(fresh) > 1:
+                        # Readers see the turn's output before the finishing writes are done.
+                        prepared = self._prepare(ctx, fresh[:-1])
+                        fresh = fresh[-1:]
+                    else:
+                        prepared = None
+                    if storing is not None:
+                        await storing
+                        storing = None
+                    if prepared is not None:
+                        await self._store(ctx, prepared, None, finisher)
+                    await self._store(ctx, self._prepare(ctx, fresh), outcome, finisher)
                     return outcome
+                if fresh:
+                    prepared = self._prepare(ctx, fresh)
+                    if storing is not None:
+                        await storing
+                    storing = asyncio.create_task(self._store(ctx, prepared, None, finisher))
                 if ended:
+                    if storing is not None:
+                        await storing
+                        storing = None
                     error = output.error()
                     if error is not None:
                         raise error
                     return None
         finally:
+            if storing is not None:
+                storing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await storing
             await output.close()
 
     def _texts(self, batch: list[OutputLine]) -> list[str]:
         """The batch's lines as redacted text, decoded and scanned in one go.
 
         Lines hold no newline and an invalid UTF-8 sequence never spans one, so decoding the
-        joined bytes gives exactly the per-line decodings.
+        joined bytes gives exactly the per-line decodings. A NUL becomes U+FFFD like any other
+        byte the text cannot carry: PostgreSQL text cannot hold it, and both engines keep the
+        same log.
         """
         joined = b"\n".join(line.data for line in batch).decode("utf-8", errors="replace")
+        if "\x00" in joined:
+            joined = joined.replace("\x00", "\ufffd")
         return self._redactor.redact_lines(joined.split("\n"))
 
-    async def _store(
-        self,
-        ctx: PumpContext,
-        batch: list[OutputLine],
-        outcome: TurnOutcome | None,
-        finisher: Finisher,
-    ) -> None:
+    def _prepare(self, ctx: PumpContext, batch: list[OutputLine]) -> _PreparedBatch:
         new_events: list[NewEvent] = []
-        truncations: list[tuple[int, OutputLine]] = []
-        if batch and not ctx.first_output_seen:
+        first_output = bool(batch) and not ctx.first_output_seen
+        if first_output:
+            ctx.first_output_seen = True
             latency_ms = int((utcnow() - ctx.started_at).total_seconds() * 1000)
             new_events.append(
                 NewEvent(
                     "session.first_token",
-                    _json_payload(ctx, latency_ms=latency_ms),
+                    event_payload(
+                        self._redactor, ctx.thread_key, ctx.execution_id, latency_ms=latency_ms
+                    ),
                     ctx.execution_id,
                 )
             )
+        truncations: list[tuple[int, OutputLine]] = []
         if batch:
             first = len(new_events)
             execution_id = ctx.execution_id
-            new_events += [NewEvent(OUTPUT_LINE, text, execution_id) for text in self._texts(batch)]
+            new_events += map(
+                NewEvent._make, zip(repeat(OUTPUT_LINE), self._texts(batch), repeat(execution_id))
+            )
             truncations = [
                 (first + index, line)
                 for index, line in enumerate(batch)
                 if line.original_bytes is not None
             ]
-        async with self._log.write() as tx:
-            extra: dict[str, object] = {}
-            if batch:
-                extra["output_offset"] = batch[-1].end_offset
-                if not ctx.first_output_seen:
-                    extra["first_output_at"] = utcnow()
-            if not await execution_queries.renew_lease(
-                tx.conn,
-                ctx.execution_id,
-                owner=ctx.owner,
-                lease_seconds=ctx.lease_seconds,
-                **extra,
-            ):
-                raise LeaseLost(ctx.execution_id)
-            stored = await tx.append_raw(ctx.thread_key, new_events)
-            for index, line in truncations:
-                tx.append(
+        return _PreparedBatch(
+            batch, EventBatch(self._log.store.dialect, new_events), truncations, first_output
+        )
+
+    async def _store(
+        self,
+        ctx: PumpContext,
+        prepared: _PreparedBatch,
+        outcome: TurnOutcome | None,
+        finisher: Finisher,
+    ) -> None:
+        """One transaction: renew the lease, advance the stored offset, append the events."""
+        renewal = self._lease_renewal(ctx, prepared)
+        if outcome is None and self._log.store.has_writer_thread:
+
+            def write(conn: sa.Connection) -> list[EventRecord]:
+                if not conn.execute(renewal).rowcount:
+                    raise LeaseLost(ctx.execution_id)
+                stored = append_events_in_thread(conn, ctx.thread_key, prepared.events)
+                notes = self._truncation_events(ctx, prepared, stored)
+                return stored + append_events_in_thread(conn, ctx.thread_key, notes)
+
+            await self._log.write_in_thread(ctx.thread_key, write)
+        else:
+            async with self._log.write() as tx:
+                if not (await tx.conn.execute(renewal)).rowcount:
+                    raise LeaseLost(ctx.execution_id)
+                stored = await tx.append_raw(ctx.thread_key, prepared.events)
+                notes = self._truncation_events(ctx, prepared, stored)
+                await tx.append_raw(ctx.thread_key, notes)
+                if outcome is not None:
+                    await finisher(tx, outcome)
+        if prepared.lines:
+            ctx.stored_offset = prepared.lines[-1].end_offset
+
+    @staticmethod
+    def _lease_renewal(ctx: PumpContext, prepared: _PreparedBatch) -> sa.Update:
+        extra: dict[str, object] = {}
+        if prepared.lines:
+            extra["output_offset"] = prepared.lines[-1].end_offset
+            if prepared.first_output:
+                extra["first_output_at"] = utcnow()
+        return execution_queries.lease_renewal(
+            ctx.execution_id, owner=ctx.owner, lease_seconds=ctx.lease_seconds, **extra
+        )
+
+    def _truncation_events(
+        self, ctx: PumpContext, prepared: _PreparedBatch, stored: list[EventRecord]
+    ) -> list[NewEvent]:
+        return [
+            NewEvent(
+                "session.output.truncated",
+                event_payload(
+                    self._redactor,
                     ctx.thread_key,
-                    "session.output.truncated",
                     ctx.execution_id,
                     original_bytes=line.original_bytes,
                     kept_bytes=len(line.data),
                     line_event_id=stored[index].event_id,
-                )
-            if outcome is not None:
-                await finisher(tx, outcome)
-        if batch:
-            ctx.first_output_seen = True
-            ctx.stored_offset = batch[-1].end_offset
+                ),
+                ctx.execution_id,
+            )
+            for index, line in prepared.truncations
+        ]
+
+
+class _PreparedBatch(NamedTuple):
+    """Output lines made into events, ready for one store transaction."""
+
+    lines: list[OutputLine]
+    events: EventBatch
+    truncations: list[tuple[int, OutputLine]]  # (index in events, the truncated line)
+    first_output: bool
 
 
 class OutputReadAhead:
@@ -209,6 +290,9 @@ class OutputReadAhead:
         self._room.set()
         return batch, self._ended and not self._lines
 
+    def has_lines(self) -> bool:
+        return bool(self._lines)
+
     def error(self) -> BaseException | None:
         """Why reading stopped, once it has (None for an orderly end)."""
         if not self._reader.done() or self._reader.cancelled():
@@ -219,10 +303,3 @@ class OutputReadAhead:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._reader
-
-
-def _json_payload(ctx: PumpContext, **fields: object) -> str:
-    return json.dumps(
-        {"thread_key": ctx.thread_key, "execution_id": ctx.execution_id, **fields},
-        separators=(",", ":"),
-    )

@@ -1,26 +1,35 @@
 """Engines, connections and transactions; the one place SQLite and PostgreSQL differ in setup.
 
 SQLite: WAL, foreign keys and a busy timeout on every connection. Writers are serialised
-through one connection and open with `BEGIN IMMEDIATE`, so two writers never deadlock upgrading
-a read lock; readers use their own pool and never wait for a writer. PostgreSQL: one pool.
+through one lock and open with `BEGIN IMMEDIATE`, so two writers never deadlock upgrading a
+read lock; readers use their own pool and never wait for a writer. Besides the async writer
+connection, SQLite has a writer thread with its own connection that runs a whole synchronous
+transaction per call (`write_in_thread`): the async driver hops to its thread and back for every
+statement, and on a busy event loop each hop waits behind other work. PostgreSQL: one pool.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+T = TypeVar("T")
+
 
 class Store:
     """Owns the engines of one database; hands out read and write transactions."""
+
+    _thread_writer: sa.Engine | None = None
+    _writer_thread: ThreadPoolExecutor | None = None
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
@@ -32,8 +41,16 @@ class Store:
                 Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._writer = create_async_engine(url, pool_size=1, max_overflow=0)
             self._reader = create_async_engine(url, pool_size=pool_size, max_overflow=0)
-            _tune_sqlite(self._writer, immediate=True)
-            _tune_sqlite(self._reader, immediate=False)
+            _tune_sqlite(self._writer.sync_engine, immediate=True)
+            _tune_sqlite(self._reader.sync_engine, immediate=False)
+            if database and database != ":memory:":
+                self._thread_writer = sa.create_engine(
+                    parsed.set(drivername="sqlite"), pool_size=1, max_overflow=0
+                )
+                _tune_sqlite(self._thread_writer, immediate=True)
+                self._writer_thread = ThreadPoolExecutor(
+                    1, thread_name_prefix="chiron-sqlite-writer"
+                )
         elif self.dialect == "postgresql":
             # No pre-ping: it costs a round trip per checkout on the event path; recycling
             # and asyncpg's own error on a dead connection cover restarts.
@@ -65,6 +82,33 @@ class Store:
         async with self._write_lock, self._writer.begin() as conn:
             yield conn
 
+    @property
+    def has_writer_thread(self) -> bool:
+        return self._writer_thread is not None
+
+    async def write_in_thread(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run `work` in one write transaction on SQLite's writer thread, in a single hop.
+
+        Committed when `work` returns, rolled back when it raises. Only where
+        `has_writer_thread`; serialised with `write()` by the same lock. If the caller is
+        cancelled the transaction still runs to its end, and the lock is held until it has.
+        """
+        assert self._writer_thread is not None and self._write_lock is not None
+        async with self._write_lock:
+            done = asyncio.get_running_loop().run_in_executor(
+                self._writer_thread, self._transaction_in_thread, work
+            )
+            try:
+                return await asyncio.shield(done)
+            finally:
+                if not done.done():
+                    await asyncio.wait([done])
+
+    def _transaction_in_thread(self, work: Callable[[sa.Connection], T]) -> T:
+        assert self._thread_writer is not None
+        with self._thread_writer.begin() as conn:
+            return work(conn)
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A short read transaction; hold it only for the queries, never while waiting."""
@@ -75,10 +119,15 @@ class Store:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+        if self._writer_thread is not None and self._thread_writer is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._writer_thread, self._thread_writer.dispose
+            )
+            self._writer_thread.shutdown()
 
 
-def _tune_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _tune_sqlite(engine: sa.Engine, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the sqlite3 module so BEGIN is ours to emit.
         dbapi_connection.isolation_level = None
@@ -89,6 +138,6 @@ def _tune_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -139,7 +139,15 @@ async def renew_lease(
     conn: AsyncConnection, execution_id: str, *, owner: str, lease_seconds: float, **values: Any
 ) -> bool:
     """Extend our lease (and store `values` with it); False when the lease is no longer ours."""
-    result = await conn.execute(
+    renewal = lease_renewal(execution_id, owner=owner, lease_seconds=lease_seconds, **values)
+    return bool((await conn.execute(renewal)).rowcount)
+
+
+def lease_renewal(
+    execution_id: str, *, owner: str, lease_seconds: float, **values: Any
+) -> sa.Update:
+    """The statement of `renew_lease`, for callers running it on a synchronous connection."""
+    return (
         sa.update(executions)
         .where(
             executions.c.execution_id == execution_id,
@@ -148,7 +156,6 @@ async def renew_lease(
         )
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds), **values)
     )
-    return bool(result.rowcount)
 
 
 async def release_lease(conn: AsyncConnection, execution_id: str, *, owner: str) -> None:
