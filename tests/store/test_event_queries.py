@@ -8,7 +8,12 @@ import pytest
 import sqlalchemy as sa
 
 from chiron.store.engine import Store
-from chiron.store.event_queries import SessionMissing, append_events, events_after
+from chiron.store.event_queries import (
+    SessionMissing,
+    append_events,
+    append_events_sync,
+    events_after,
+)
 from chiron.store.records import NewEvent
 from chiron.store.session_queries import insert_session_if_absent
 
@@ -126,3 +131,21 @@ async def test_nul_in_a_payload_is_kept_on_sqlite_and_refused_whole_on_postgresq
             await append_events(conn, "t:nul", [NewEvent("line", p) for p in payloads])
     async with store.read() as conn:
         assert [e.payload for e in await events_after(conn, "t:nul", 0)] == payloads
+
+
+async def test_a_failing_synchronous_transaction_stores_nothing(store: Store) -> None:
+    """`run_write`: SQLite's writer thread, or the async connection on PostgreSQL."""
+    await _session(store, "t:sync")
+
+    def fail_after_appending(conn: sa.Connection) -> None:
+        append_events_sync(conn, "t:sync", [NewEvent("x", "lost")])
+        raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError, match="abort"):
+        await store.run_write(fail_after_appending)
+    records = await store.run_write(
+        lambda conn: append_events_sync(conn, "t:sync", [NewEvent("x", "kept")])
+    )
+    assert [(r.event_id, r.payload) for r in records] == [(1, "kept")]
+    async with store.read() as conn:
+        assert [e.payload for e in await events_after(conn, "t:sync", 0)] == ["kept"]

@@ -1,8 +1,9 @@
-"""SQLite's writer thread: whole transactions in one call, serialised with the async writer.
+"""SQLite's writer thread (`Store.run_write`): whole transactions in one call, serialised with
+the async writer.
 
-A feature of the SQLite store only (PostgreSQL has no synchronous connection here), so these
-tests make their own SQLite database; the pump's use of it runs on both engines in
-tests/runtime/test_stdout_pump.py.
+The thread is SQLite's alone (on PostgreSQL `run_write` goes through the async connection), so
+these tests make their own SQLite database; `run_write` itself is tested on both engines in
+test_event_queries.py, the pump's use of it in tests/runtime/test_stdout_pump.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from chiron.store.engine import Store
-from chiron.store.event_queries import append_events, append_events_in_thread, events_after
+from chiron.store.event_queries import append_events, append_events_sync, events_after
 from chiron.store.migrate import upgrade_to_head
 from chiron.store.records import NewEvent
 from chiron.store.session_queries import insert_session_if_absent
@@ -44,22 +45,6 @@ async def _payloads(store: Store) -> list[str]:
         return [e.payload for e in await events_after(conn, "t:w", 0, limit=10_000)]
 
 
-async def test_a_failing_transaction_in_the_thread_stores_nothing(sqlite_store: Store) -> None:
-    assert sqlite_store.has_writer_thread
-
-    def fail_after_appending(conn: sa.Connection) -> None:
-        append_events_in_thread(conn, "t:w", [NewEvent("x", "lost")])
-        raise RuntimeError("abort")
-
-    with pytest.raises(RuntimeError, match="abort"):
-        await sqlite_store.write_in_thread(fail_after_appending)
-    records = await sqlite_store.write_in_thread(
-        lambda conn: append_events_in_thread(conn, "t:w", [NewEvent("x", "kept")])
-    )
-    assert [(r.event_id, r.payload) for r in records] == [(1, "kept")]
-    assert await _payloads(sqlite_store) == ["kept"]
-
-
 async def test_thread_and_async_writers_interleave_without_gaps(sqlite_store: Store) -> None:
     async def async_writer(n: int) -> None:
         for i in range(n):
@@ -68,8 +53,8 @@ async def test_thread_and_async_writers_interleave_without_gaps(sqlite_store: St
 
     async def thread_writer(n: int) -> None:
         for i in range(n):
-            await sqlite_store.write_in_thread(
-                lambda conn, i=i: append_events_in_thread(
+            await sqlite_store.run_write(
+                lambda conn, i=i: append_events_sync(
                     conn, "t:w", [NewEvent("line", f"t{i}.{j}") for j in range(50)]
                 )
             )
@@ -94,11 +79,11 @@ async def test_a_cancelled_caller_leaves_the_transaction_to_finish_under_the_loc
     release = threading.Event()
 
     def slow(conn: sa.Connection) -> None:
-        append_events_in_thread(conn, "t:w", [NewEvent("x", "from the thread")])
+        append_events_sync(conn, "t:w", [NewEvent("x", "from the thread")])
         inside.set()
         release.wait(10)
 
-    task = asyncio.create_task(sqlite_store.write_in_thread(slow))
+    task = asyncio.create_task(sqlite_store.run_write(slow))
     await asyncio.to_thread(inside.wait, 10)
     task.cancel()
     await asyncio.sleep(0.05)

@@ -16,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from chiron.runtime.errors import LeaseLost
@@ -122,13 +123,14 @@ class ExecutionDriver:
         # The claim transaction is kept to the one statement that decides who drives; the
         # `execution_started` event rides along with the run's next write (see _RunStart).
         async def claim() -> ExecutionRecord | None:
-            async with self._log.write() as tx:
-                return await execution_queries.claim(
-                    tx.conn,
-                    execution_id,
+            return await self._log.store.run_write(
+                partial(
+                    execution_queries.claim_sync,
+                    execution_id=execution_id,
                     owner=self.owner,
                     lease_seconds=self._settings.lease_seconds,
                 )
+            )
 
         # The session is read (on a reader) while the claim is written.
         execution, session = await asyncio.gather(claim(), self._session_of(execution_id))

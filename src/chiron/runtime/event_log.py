@@ -63,6 +63,15 @@ class LogTransaction:
         await self.flush()
         return await self._write(thread_key, new_events)
 
+    async def run_sync(
+        self, thread_key: str, work: Callable[[sa.Connection], list[EventRecord]]
+    ) -> list[EventRecord]:
+        """Run the synchronous `work` (as for `EventLog.write_sync`) in this transaction."""
+        await self.flush()
+        records = await self.conn.run_sync(work)
+        self.appended.setdefault(thread_key, []).extend(records)
+        return records
+
     async def flush(self) -> None:
         staged, self._staged = self._staged, {}
         for thread_key, new_events in staged.items():
@@ -96,13 +105,15 @@ class EventLog:
         for thread_key, records in tx.appended.items():
             self._publish(thread_key, records)
 
-    async def write_in_thread(
+    async def write_sync(
         self, thread_key: str, work: Callable[[sa.Connection], list[EventRecord]]
     ) -> list[EventRecord]:
-        """`write()` for a transaction run whole on SQLite's writer thread (see
-        `Store.write_in_thread`). `work` appends to `thread_key` only, payloads already
-        redacted, and returns the records it appended."""
-        records = await self.store.write_in_thread(work)
+        """`write()` for a synchronous transaction (`Store.run_write`: one hop on SQLite).
+
+        `work` appends to `thread_key` only, with payloads already redacted (`event_payload`),
+        and returns the records it appended; readers are woken after the commit.
+        """
+        records = await self.store.run_write(work)
         self._publish(thread_key, records)
         return records
 

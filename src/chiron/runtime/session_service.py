@@ -10,18 +10,20 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 import sqlalchemy.exc
 
 from chiron.harness.registry import KNOWN_HARNESSES
 from chiron.runtime.driver import ExecutionDriver
 from chiron.runtime.errors import Conflict, InvalidInput, NotFound, Unavailable, Unprocessable
-from chiron.runtime.event_log import EventLog
+from chiron.runtime.event_log import EventLog, event_payload
 from chiron.runtime.sandbox_allocator import SandboxAllocator
 from chiron.runtime.thread_keys import validate_thread_key
 from chiron.sandbox.backend import SandboxBackend, SandboxError
 from chiron.settings import Settings
 from chiron.store import execution_queries, message_queries, session_queries
-from chiron.store.records import ExecutionRecord, SessionRecord, new_id
+from chiron.store.event_queries import append_events_sync
+from chiron.store.records import EventRecord, ExecutionRecord, NewEvent, SessionRecord, new_id
 
 
 @dataclass(frozen=True)
@@ -248,9 +250,21 @@ class SessionService:
         started_early = self._allocator.start_early(session)
         execution_id = new_id("exe")
         try:
-            async with self._log.write() as tx:
-                await execution_queries.insert_queued(
-                    tx.conn,
+            origin = self._log.notifier.origin
+            queued = NewEvent(
+                "session.execution_queued",
+                event_payload(
+                    self._log.redactor,
+                    thread_key,
+                    execution_id,
+                    input_line_count=len(request.input_lines),
+                ),
+                execution_id,
+            )
+
+            def queue(conn: sa.Connection) -> list[EventRecord]:
+                execution_queries.insert_queued_sync(
+                    conn,
                     execution_id=execution_id,
                     thread_key=session.thread_key,
                     idempotency_key=request.idempotency_key,
@@ -261,12 +275,9 @@ class SessionService:
                         "max_duration_ms": request.max_duration_ms,
                     },
                 )
-                tx.append(
-                    thread_key,
-                    "session.execution_queued",
-                    execution_id,
-                    input_line_count=len(request.input_lines),
-                )
+                return append_events_sync(conn, thread_key, [queued], origin=origin)
+
+            await self._log.write_sync(thread_key, queue)
         except BaseException as exc:
             if started_early:
                 self._allocator.cancel_early(thread_key)

@@ -26,7 +26,7 @@ from chiron.runtime.event_log import OUTPUT_LINE, EventLog, LogTransaction, even
 from chiron.runtime.terminal import TurnOutcome, TurnTracker
 from chiron.sandbox.backend import OutputLine
 from chiron.store import execution_queries
-from chiron.store.event_queries import EventBatch, append_events_in_thread
+from chiron.store.event_queries import EventBatch, append_events_sync
 from chiron.store.records import EventRecord, NewEvent
 from chiron.store.types import utcnow
 
@@ -179,25 +179,21 @@ class StdoutPump:
     ) -> None:
         """One transaction: renew the lease, advance the stored offset, append the events."""
         renewal = self._lease_renewal(ctx, prepared)
-        if outcome is None and self._log.store.has_writer_thread:
+        origin = self._log.notifier.origin
 
-            def write(conn: sa.Connection) -> list[EventRecord]:
-                if not conn.execute(renewal).rowcount:
-                    raise LeaseLost(ctx.execution_id)
-                stored = append_events_in_thread(conn, ctx.thread_key, prepared.events)
-                notes = self._truncation_events(ctx, prepared, stored)
-                return stored + append_events_in_thread(conn, ctx.thread_key, notes)
+        def write(conn: sa.Connection) -> list[EventRecord]:
+            if not conn.execute(renewal).rowcount:
+                raise LeaseLost(ctx.execution_id)
+            stored = append_events_sync(conn, ctx.thread_key, prepared.events, origin=origin)
+            notes = self._truncation_events(ctx, prepared, stored)
+            return stored + append_events_sync(conn, ctx.thread_key, notes, origin=origin)
 
-            await self._log.write_in_thread(ctx.thread_key, write)
+        if outcome is None:
+            await self._log.write_sync(ctx.thread_key, write)
         else:
             async with self._log.write() as tx:
-                if not (await tx.conn.execute(renewal)).rowcount:
-                    raise LeaseLost(ctx.execution_id)
-                stored = await tx.append_raw(ctx.thread_key, prepared.events)
-                notes = self._truncation_events(ctx, prepared, stored)
-                await tx.append_raw(ctx.thread_key, notes)
-                if outcome is not None:
-                    await finisher(tx, outcome)
+                await tx.run_sync(ctx.thread_key, write)
+                await finisher(tx, outcome)
         if prepared.lines:
             ctx.stored_offset = prepared.lines[-1].end_offset
 

@@ -4,7 +4,7 @@ SQLite: WAL, foreign keys and a busy timeout on every connection. Writers are se
 through one lock and open with `BEGIN IMMEDIATE`, so two writers never deadlock upgrading a
 read lock; readers use their own pool and never wait for a writer. Besides the async writer
 connection, SQLite has a writer thread with its own connection that runs a whole synchronous
-transaction per call (`write_in_thread`): the async driver hops to its thread and back for every
+transaction per call (`run_write`): the async driver hops to its thread and back for every
 statement, and on a busy event loop each hop waits behind other work. PostgreSQL: one pool.
 """
 
@@ -41,13 +41,13 @@ class Store:
                 Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._writer = create_async_engine(url, pool_size=1, max_overflow=0)
             self._reader = create_async_engine(url, pool_size=pool_size, max_overflow=0)
-            _tune_sqlite(self._writer.sync_engine, immediate=True)
-            _tune_sqlite(self._reader.sync_engine, immediate=False)
+            _tune_sqlite(self._writer.sync_engine, writer=True)
+            _tune_sqlite(self._reader.sync_engine, writer=False)
             if database and database != ":memory:":
                 self._thread_writer = sa.create_engine(
                     parsed.set(drivername="sqlite"), pool_size=1, max_overflow=0
                 )
-                _tune_sqlite(self._thread_writer, immediate=True)
+                _tune_sqlite(self._thread_writer, writer=True)
                 self._writer_thread = ThreadPoolExecutor(
                     1, thread_name_prefix="chiron-sqlite-writer"
                 )
@@ -86,14 +86,17 @@ class Store:
     def has_writer_thread(self) -> bool:
         return self._writer_thread is not None
 
-    async def write_in_thread(self, work: Callable[[sa.Connection], T]) -> T:
-        """Run `work` in one write transaction on SQLite's writer thread, in a single hop.
+    async def run_write(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run the synchronous `work` in one write transaction, committed when it returns.
 
-        Committed when `work` returns, rolled back when it raises. Only where
-        `has_writer_thread`; serialised with `write()` by the same lock. If the caller is
-        cancelled the transaction still runs to its end, and the lock is held until it has.
+        On SQLite it runs on the writer thread in a single hop (serialised with `write()` by
+        the same lock; if the caller is cancelled the transaction still runs to its end, and
+        the lock is held until it has). On PostgreSQL it runs through the async connection.
         """
-        assert self._writer_thread is not None and self._write_lock is not None
+        if self._writer_thread is None:
+            async with self.write() as conn:
+                return await conn.run_sync(work)
+        assert self._write_lock is not None
         async with self._write_lock:
             done = asyncio.get_running_loop().run_in_executor(
                 self._writer_thread, self._transaction_in_thread, work
@@ -126,7 +129,7 @@ class Store:
             self._writer_thread.shutdown()
 
 
-def _tune_sqlite(engine: sa.Engine, *, immediate: bool) -> None:
+def _tune_sqlite(engine: sa.Engine, *, writer: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the sqlite3 module so BEGIN is ours to emit.
@@ -138,6 +141,12 @@ def _tune_sqlite(engine: sa.Engine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    if not writer:
+        # Readers run in autocommit: each statement sees what was committed when it started,
+        # as under PostgreSQL's READ COMMITTED, which every query is written (and tested) for.
+        # An explicit BEGIN would cost a round trip to the driver's thread per read.
+        return
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -103,33 +103,35 @@ async def append_events(
     *,
     origin: str = "",
 ) -> list[EventRecord]:
+    """`append_events_sync` on an async connection."""
+    if not new_events:
+        return []
+    return await conn.run_sync(append_events_sync, thread_key, new_events, origin=origin)
+
+
+def append_events_sync(
+    conn: sa.Connection,
+    thread_key: str,
+    new_events: Sequence[NewEvent] | EventBatch,
+    *,
+    origin: str = "",
+) -> list[EventRecord]:
     """Append events with the next ids of the session's counter.
 
     The counter update takes the session row's lock, so appenders of one session serialise
-    and commit in id order: a reader tailing `event_id > N` never skips a row.
+    and commit in id order: a reader tailing `event_id > N` never skips a row. Synchronous,
+    for transactions run whole on a thread (`Store.run_write`); `append_events` is the same
+    on an async connection.
     """
-    if not new_events:
-        return []
-    batch = _as_batch(conn.dialect.name, new_events)
-    advanced = await conn.execute(_advance_counter(thread_key, len(batch)))
-    records = batch.records(thread_key, advanced.scalar_one_or_none())
-    await conn.exec_driver_sql(*batch.insert(records))
-    if conn.dialect.name == "postgresql":
-        # Delivered at commit, so listeners only ever wake for visible rows.
-        await conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, f"{origin} {thread_key}")))
-    return records
-
-
-def append_events_in_thread(
-    conn: sa.Connection, thread_key: str, new_events: Sequence[NewEvent] | EventBatch
-) -> list[EventRecord]:
-    """`append_events` on SQLite's writer thread (`Store.write_in_thread`)."""
     if not new_events:
         return []
     batch = _as_batch(conn.dialect.name, new_events)
     advanced = conn.execute(_advance_counter(thread_key, len(batch)))
     records = batch.records(thread_key, advanced.scalar_one_or_none())
     conn.exec_driver_sql(*batch.insert(records))
+    if conn.dialect.name == "postgresql":
+        # Delivered at commit, so listeners only ever wake for visible rows.
+        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, f"{origin} {thread_key}")))
     return records
 
 

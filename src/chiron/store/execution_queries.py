@@ -70,8 +70,26 @@ async def insert_queued(
     idempotency_key: str | None,
     request: dict[str, Any],
 ) -> None:
+    """`insert_queued_sync` on an async connection."""
+    await conn.run_sync(
+        insert_queued_sync,
+        execution_id=execution_id,
+        thread_key=thread_key,
+        idempotency_key=idempotency_key,
+        request=request,
+    )
+
+
+def insert_queued_sync(
+    conn: sa.Connection,
+    *,
+    execution_id: str,
+    thread_key: str,
+    idempotency_key: str | None,
+    request: dict[str, Any],
+) -> None:
     """Insert a queued execution; the database rejects a second active one (IntegrityError)."""
-    await conn.execute(
+    conn.execute(
         sa.insert(executions).values(
             execution_id=execution_id,
             thread_key=thread_key,
@@ -86,24 +104,29 @@ async def insert_queued(
 async def claim(
     conn: AsyncConnection, execution_id: str, *, owner: str, lease_seconds: float
 ) -> ExecutionRecord | None:
+    """`claim_sync` on an async connection."""
+    return await conn.run_sync(claim_sync, execution_id, owner=owner, lease_seconds=lease_seconds)
+
+
+def claim_sync(
+    conn: sa.Connection, execution_id: str, *, owner: str, lease_seconds: float
+) -> ExecutionRecord | None:
     """queued → running for exactly one caller, who also takes the output lease.
 
     Returns the claimed execution, or None when someone else claimed it (or it ended).
     """
     now = utcnow()
     row = (
-        (
-            await conn.execute(
-                sa.update(executions)
-                .where(executions.c.execution_id == execution_id, executions.c.status == "queued")
-                .values(
-                    status="running",
-                    started_at=now,
-                    lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                )
-                .returning(*executions.c)
+        conn.execute(
+            sa.update(executions)
+            .where(executions.c.execution_id == execution_id, executions.c.status == "queued")
+            .values(
+                status="running",
+                started_at=now,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
             )
+            .returning(*executions.c)
         )
         .mappings()
         .one_or_none()
