@@ -35,9 +35,15 @@ class Caller:
         return self.is_admin or any(thread_key.startswith(p) for p in self.thread_prefixes)
 
 
-def control_plane(request: Request) -> ControlPlane:
+def plane_of(request: Request) -> ControlPlane:
     plane: ControlPlane = request.app.state.control_plane
     return plane
+
+
+async def control_plane(request: Request) -> ControlPlane:
+    """The app's control plane, as a dependency (async: FastAPI would run a plain function
+    on its thread pool, a thread hop per request)."""
+    return plane_of(request)
 
 
 def _unauthorized(message: str) -> HTTPException:
@@ -56,7 +62,7 @@ async def authenticated(
     if hmac.compare_digest(token.encode(), admin_key.encode()):
         return Caller(is_admin=True)
     key_hash = hash_key(token)
-    async with control_plane(request).store.read() as conn:
+    async with plane_of(request).store.read() as conn:
         record = await api_key_queries.find_by_hash(conn, key_hash)
     if record is None or not hmac.compare_digest(record.key_hash, key_hash):
         raise _unauthorized("invalid bearer token")

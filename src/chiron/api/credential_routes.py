@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from chiron.api.auth import AdminCaller, control_plane
+from chiron.api.auth import AdminCaller, plane_of
 from chiron.api.models import ErrorBody
 from chiron.credentials import (
     SECRET_TYPES,
@@ -42,7 +42,7 @@ router = APIRouter(
 
 
 async def registry(request: Request) -> CredentialRegistry:
-    found = control_plane(request).registry
+    found = plane_of(request).registry
     if found is None:
         raise HTTPException(503, detail="the server is still starting")
     return found

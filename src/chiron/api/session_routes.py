@@ -41,7 +41,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def service(plane: Annotated[ControlPlane, Depends(control_plane)]) -> SessionService:
+async def service(plane: Annotated[ControlPlane, Depends(control_plane)]) -> SessionService:
     return plane.service
 
 
