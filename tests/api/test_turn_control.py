@@ -76,7 +76,9 @@ async def test_pause_freezes_the_sandbox_and_resume_continues(server: RunningSer
     start = await execute(
         client,
         "api:freeze",
-        "(i=0; while true; do i=$((i+1)); echo $i > /workspace/count; sleep 0.05; done) "
+        # Renamed into place so a reader never catches the file truncated but not yet written.
+        "(i=0; while true; do i=$((i+1)); echo $i > /workspace/count.new;"
+        " mv /workspace/count.new /workspace/count; sleep 0.05; done) "
         ">/dev/null 2>&1 & echo started",
     )
     await wait_terminal(client, "api:freeze", start)

@@ -21,8 +21,8 @@ from chiron.store import execution_queries
 from chiron.store.engine import Store
 from chiron.store.event_queries import events_after
 from chiron.store.notifier import EventNotifier
-from chiron.store.session_queries import insert_session_if_absent
 from chiron.store.types import utcnow
+from tests.store_rows import insert_shell_session
 
 THREAD = "pump:test"
 EXECUTION = "exe_pump"
@@ -32,14 +32,7 @@ TURN_COMPLETED = b'{"method":"turn/completed","params":{"turn":{"status":"comple
 
 async def _running_execution(store: Store) -> PumpContext:
     async with store.write() as conn:
-        await insert_session_if_absent(
-            conn,
-            thread_key=THREAD,
-            harness_type="shell",
-            persona_id=None,
-            principal_id="prn_test",
-            metadata={},
-        )
+        await insert_shell_session(conn, THREAD)
         await execution_queries.insert_queued(
             conn, execution_id=EXECUTION, thread_key=THREAD, idempotency_key=None, request={}
         )

@@ -15,19 +15,12 @@ from chiron.store.event_queries import (
     events_after,
 )
 from chiron.store.records import NewEvent
-from chiron.store.session_queries import insert_session_if_absent
+from tests.store_rows import insert_shell_session
 
 
 async def _session(store: Store, thread_key: str) -> None:
     async with store.write() as conn:
-        await insert_session_if_absent(
-            conn,
-            thread_key=thread_key,
-            harness_type="shell",
-            persona_id=None,
-            principal_id="prn_test",
-            metadata={},
-        )
+        await insert_shell_session(conn, thread_key)
 
 
 async def test_ids_are_per_session_and_gap_free_under_concurrent_writers(store: Store) -> None:

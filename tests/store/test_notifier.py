@@ -12,8 +12,8 @@ from chiron.store.engine import Store
 from chiron.store.event_queries import append_events
 from chiron.store.notifier import EventNotifier, PostgresListener
 from chiron.store.records import NewEvent
-from chiron.store.session_queries import insert_session_if_absent
 from tests.conftest import PG_ADMIN_DSN
+from tests.store_rows import insert_shell_session
 
 
 async def _write_as_other_process(store: Store, thread_key: str) -> None:
@@ -30,10 +30,7 @@ async def test_notify_from_another_writer_wakes_readers_and_survives_reconnect(
     store: Store,
 ) -> None:
     async with store.write() as conn:
-        await insert_session_if_absent(
-            conn, thread_key="t:n", harness_type="shell", persona_id=None,
-            principal_id="prn_x", metadata={},
-        )  # fmt: skip
+        await insert_shell_session(conn, "t:n")
     notifier = EventNotifier()
     listener = PostgresListener(store.url, notifier)
     task = asyncio.create_task(listener.run())
@@ -74,10 +71,7 @@ async def test_own_notifications_are_not_counted_as_remote(store: Store) -> None
     try:
         await asyncio.wait_for(listener.connected.wait(), 10)
         async with store.write() as conn:
-            await insert_session_if_absent(
-                conn, thread_key="t:o", harness_type="shell", persona_id=None,
-                principal_id="prn_x", metadata={},
-            )  # fmt: skip
+            await insert_shell_session(conn, "t:o")
             await append_events(conn, "t:o", [NewEvent("x", "{}")], origin=notifier.origin)
         await asyncio.sleep(0.3)
         assert notifier.remote_generation("t:o") == 0

@@ -20,7 +20,7 @@ from chiron.store.engine import Store
 from chiron.store.event_queries import append_events, append_events_sync, events_after
 from chiron.store.migrate import upgrade_to_head
 from chiron.store.records import NewEvent
-from chiron.store.session_queries import insert_session_if_absent
+from tests.store_rows import insert_shell_session
 
 
 @pytest.fixture
@@ -28,14 +28,7 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     store = Store(f"sqlite+aiosqlite:///{tmp_path / 'chiron.db'}")
     await upgrade_to_head(store)
     async with store.write() as conn:
-        await insert_session_if_absent(
-            conn,
-            thread_key="t:w",
-            harness_type="shell",
-            persona_id=None,
-            principal_id="prn_test",
-            metadata={},
-        )
+        await insert_shell_session(conn, "t:w")
     yield store
     await store.dispose()
 

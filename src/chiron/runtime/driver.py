@@ -19,8 +19,10 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+import sqlalchemy as sa
+
 from chiron.runtime.errors import LeaseLost
-from chiron.runtime.event_log import EventLog, LogTransaction
+from chiron.runtime.event_log import EventLog, LogTransaction, event_payload
 from chiron.runtime.sandbox_allocator import EarlySandbox, ReadySandbox, SandboxAllocator
 from chiron.runtime.stdout_pump import OutputReadAhead, PumpContext, StdoutPump
 from chiron.runtime.tasks import TaskSet
@@ -35,7 +37,8 @@ from chiron.sandbox.backend import (
 )
 from chiron.settings import Settings
 from chiron.store import execution_queries, message_queries, sandbox_queries, session_queries
-from chiron.store.records import ExecutionRecord, SessionRecord
+from chiron.store.event_queries import append_events_sync
+from chiron.store.records import EventRecord, ExecutionRecord, NewEvent, SessionRecord
 from chiron.store.types import utcnow
 
 logger = logging.getLogger(__name__)
@@ -217,7 +220,12 @@ class ExecutionDriver:
         if isinstance(outcome, TurnOutcome):
             try:
                 async with self._log.write() as tx:
-                    await self._log_start(tx, execution, start)
+                    await tx.run_sync(
+                        execution.thread_key,
+                        lambda conn: self._append(
+                            conn, execution.thread_key, self._log_start(conn, execution, start)
+                        ),
+                    )
                     await self._finish(tx, execution, outcome, tracker)
             except LeaseLost:
                 return
@@ -260,25 +268,37 @@ class ExecutionDriver:
                 # Delivered while the start transaction does its other writes.
                 fresh = ready.source == "cold_create"
                 writing = self._deliver(execution, session, ready.sandbox_id, fresh_sandbox=fresh)
+            recorded = False
+
+            def record_turn_start(conn: sa.Connection) -> list[EventRecord]:
+                nonlocal recorded
+                if ready.source == "cold_create":
+                    self._allocator.record_created(conn, session, ready.sandbox_id)
+                new_events = self._log_start(conn, execution, start)
+                new_events += self._record_start(
+                    conn, execution, ready.sandbox_id, receipt, ready=ready
+                )
+                records = self._append(conn, execution.thread_key, new_events)
+                # If the commit after this fails, the unrecorded sandbox is an orphan that the
+                # start-up sweep stops: never stop a sandbox a session may point at.
+                recorded = True
+                return records
+
             try:
-                async with self._log.write() as tx:
-                    if ready.source == "cold_create":
-                        await self._allocator.record_created(tx.conn, session, ready.sandbox_id)
-                    await self._log_start(tx, execution, start)
-                    # The offsets commit only once the input is in: a crash before this point
-                    # finds the delivery (and its offset) through the token instead.
-                    if writing is not None:
-                        receipt = await writing
-                        # Reading starts while the start commits; the first line is often out.
-                        output = self._read_ahead(execution_id, ready.sandbox_id, receipt.offset)
-                    await self._record_start(tx, execution, ready.sandbox_id, receipt, ready=ready)
+                # The offsets commit only once the input is in: a crash before this point finds
+                # the delivery (and its offset) through the token instead.
+                if writing is not None:
+                    receipt = await writing
+                    # Reading starts while the start commits; the first line is often out.
+                    output = self._read_ahead(execution_id, ready.sandbox_id, receipt.offset)
+                await self._log.write_sync(execution.thread_key, record_turn_start)
             except BaseException:
                 if output is not None:
                     await output.close()
                 if writing is not None:
                     # Never cut a delivery half-way: the token makes its outcome findable.
                     await asyncio.gather(asyncio.shield(writing), return_exceptions=True)
-                if ready.source == "cold_create":
+                if ready.source == "cold_create" and not recorded:
                     # Never stored: nobody else would ever stop it.
                     await asyncio.shield(self._allocator.discard(ready.sandbox_id))
                 raise
@@ -316,29 +336,41 @@ class ExecutionDriver:
             raise SandboxLost("the harness exited before its turn ended")
         return _Finished()
 
-    async def _log_start(
-        self, tx: LogTransaction, execution: ExecutionRecord, start: _RunStart | None
-    ) -> None:
+    def _log_start(
+        self, conn: sa.Connection, execution: ExecutionRecord, start: _RunStart | None
+    ) -> list[NewEvent]:
+        """The claimed run's start, once: the session is executing; returns the events."""
         if start is None or start.logged:
-            return
-        await session_queries.update_session(
-            tx.conn, execution.thread_key, status="executing", last_active_at=utcnow()
+            return []
+        session_queries.update_session_sync(
+            conn, execution.thread_key, status="executing", last_active_at=utcnow()
         )
+        new_events: list[NewEvent] = []
         if start.replayed:
-            tx.append(
-                execution.thread_key,
-                "session.execution_adopted",
-                execution.execution_id,
-                mode="queued_request",
+            new_events.append(
+                self._event(execution, "session.execution_adopted", mode="queued_request")
             )
-        tx.append(
-            execution.thread_key,
-            "session.execution_started",
-            execution.execution_id,
-            idle_timeout_ms=self._idle_timeout_ms(execution),
-            max_duration_ms=self._max_duration_ms(execution),
+        new_events.append(
+            self._event(
+                execution,
+                "session.execution_started",
+                idle_timeout_ms=self._idle_timeout_ms(execution),
+                max_duration_ms=self._max_duration_ms(execution),
+            )
         )
         start.logged = True
+        return new_events
+
+    def _event(self, execution: ExecutionRecord, event_type: str, **fields: Any) -> NewEvent:
+        payload = event_payload(
+            self._log.redactor, execution.thread_key, execution.execution_id, **fields
+        )
+        return NewEvent(event_type, payload, execution.execution_id)
+
+    def _append(
+        self, conn: sa.Connection, thread_key: str, new_events: list[NewEvent]
+    ) -> list[EventRecord]:
+        return append_events_sync(conn, thread_key, new_events, origin=self._log.notifier.origin)
 
     async def _recorded_output(
         self, execution: ExecutionRecord, session: SessionRecord
@@ -360,19 +392,27 @@ class ExecutionDriver:
         if offset is None:
             return None
         receipt = InputReceipt(offset=offset, written=True)
-        async with self._log.write() as tx:
-            await self._record_start(tx, execution, sandbox_id, receipt, ready=None)
+        await self._log.write_sync(
+            execution.thread_key,
+            lambda conn: self._append(
+                conn,
+                execution.thread_key,
+                self._record_start(conn, execution, sandbox_id, receipt, ready=None),
+            ),
+        )
         return sandbox_id, offset, offset
 
-    async def _record_start(
+    def _record_start(
         self,
-        tx: LogTransaction,
+        conn: sa.Connection,
         execution: ExecutionRecord,
         sandbox_id: str,
         receipt: InputReceipt | None,
         *,
         ready: ReadySandbox | None,
-    ) -> None:
+    ) -> list[NewEvent]:
+        """Where the turn runs and where its output starts, under our lease; returns the
+        events saying so."""
         values: dict[str, Any] = {"sandbox_id": sandbox_id}
         if receipt is not None:
             values.update(
@@ -380,37 +420,48 @@ class ExecutionDriver:
                 output_offset=receipt.offset,
                 input_token=execution.execution_id,
             )
-        await self._require_lease(tx, execution.execution_id, **values)
-        thread_key, execution_id = execution.thread_key, execution.execution_id
+        renewal = execution_queries.lease_renewal(
+            execution.execution_id,
+            owner=self.owner,
+            lease_seconds=self._settings.lease_seconds,
+            **values,
+        )
+        if not conn.execute(renewal).rowcount:
+            raise LeaseLost(execution.execution_id)
+        new_events: list[NewEvent] = []
         if ready is not None:
             if ready.replaced is not None:
-                tx.append(
-                    thread_key,
-                    "session.sandbox_replaced",
-                    execution_id,
-                    old_sandbox_id=ready.replaced,
-                    sandbox_id=sandbox_id,
+                new_events.append(
+                    self._event(
+                        execution,
+                        "session.sandbox_replaced",
+                        old_sandbox_id=ready.replaced,
+                        sandbox_id=sandbox_id,
+                    )
                 )
             if ready.source == "resumed":
-                tx.append(
-                    thread_key, "session.sandbox_resumed", execution_id, sandbox_id=sandbox_id
+                new_events.append(
+                    self._event(execution, "session.sandbox_resumed", sandbox_id=sandbox_id)
                 )
-            tx.append(
-                thread_key,
-                "session.sandbox_ready",
-                execution_id,
-                sandbox_id=sandbox_id,
-                source=ready.source,
-                duration_ms=ready.duration_ms,
-                isolation=self._allocator.isolation,
+            new_events.append(
+                self._event(
+                    execution,
+                    "session.sandbox_ready",
+                    sandbox_id=sandbox_id,
+                    source=ready.source,
+                    duration_ms=ready.duration_ms,
+                    isolation=self._allocator.isolation,
+                )
             )
         if receipt is not None:
-            tx.append(
-                thread_key,
-                "session.input_flushed",
-                execution_id,
-                line_count=len(execution.request.get("input_lines") or []),
+            new_events.append(
+                self._event(
+                    execution,
+                    "session.input_flushed",
+                    line_count=len(execution.request.get("input_lines") or []),
+                )
             )
+        return new_events
 
     async def _finish(
         self,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import sqlalchemy as sa
 
 from chiron.runtime.event_log import EventLog
 from chiron.runtime.model_access import ModelAccess, model_access
@@ -219,23 +219,21 @@ class SandboxAllocator:
             raise
         return sandbox_id
 
-    async def record_created(
-        self, conn: AsyncConnection, session: SessionRecord, sandbox_id: str
-    ) -> None:
+    def record_created(self, conn: sa.Connection, session: SessionRecord, sandbox_id: str) -> None:
         """Store a sandbox `ensure` just created and point the session at it.
 
         The caller does it in the transaction that records the turn's start, which saves a
         commit on the cold-start path. Until then no session points at the sandbox: after a
         crash the orphan sweep at start-up stops it.
         """
-        await sandbox_queries.insert_sandbox(
+        sandbox_queries.insert_sandbox_sync(
             conn,
             sandbox_id=sandbox_id,
             thread_key=session.thread_key,
             backend=self._settings.sandbox_backend,
             harness_type=session.harness_type,
         )
-        await session_queries.update_session(conn, session.thread_key, sandbox_id=sandbox_id)
+        session_queries.update_session_sync(conn, session.thread_key, sandbox_id=sandbox_id)
 
     def model_for(self, session: SessionRecord) -> ModelAccess | None:
         return model_access(

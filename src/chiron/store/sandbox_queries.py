@@ -15,11 +15,11 @@ from chiron.store.types import utcnow
 LIVE_STATES = ("created", "running", "suspended")
 
 
-async def insert_sandbox(
-    conn: AsyncConnection, *, sandbox_id: str, thread_key: str, backend: str, harness_type: str
+def insert_sandbox_sync(
+    conn: sa.Connection, *, sandbox_id: str, thread_key: str, backend: str, harness_type: str
 ) -> None:
     now = utcnow()
-    await conn.execute(
+    conn.execute(
         sa.insert(sandboxes).values(
             sandbox_id=sandbox_id,
             thread_key=thread_key,

@@ -71,10 +71,12 @@ async def insert_session_if_absent(
 
 
 async def update_session(conn: AsyncConnection, thread_key: str, **values: Any) -> None:
+    await conn.run_sync(update_session_sync, thread_key, **values)
+
+
+def update_session_sync(conn: sa.Connection, thread_key: str, /, **values: Any) -> None:
     values.setdefault("updated_at", utcnow())
-    await conn.execute(
-        sa.update(sessions).where(sessions.c.thread_key == thread_key).values(**values)
-    )
+    conn.execute(sa.update(sessions).where(sessions.c.thread_key == thread_key).values(**values))
 
 
 async def list_sessions(
