@@ -136,13 +136,14 @@ async def run_in_sandbox(backend: LocalSandboxBackend, sandbox_id: str, command:
     line = json.dumps({"type": "user", "message": {"role": "user", "content": command}})
     await backend.write_input(sandbox_id, [line], token=secrets.token_hex(8))
     output: list[str] = []
-    async for raw in backend.open_output(sandbox_id, offset, line_cap=16 << 20):
-        message = json.loads(raw.data)
-        method = message.get("method")
-        if method == "item/commandExecution/outputDelta":
-            output.append(message["params"]["delta"])
-        elif method == "turn/completed":
-            return "".join(output)
+    async for lines in backend.open_output(sandbox_id, offset, line_cap=16 << 20):
+        for raw in lines:
+            message = json.loads(raw.data)
+            method = message.get("method")
+            if method == "item/commandExecution/outputDelta":
+                output.append(message["params"]["delta"])
+            elif method == "turn/completed":
+                return "".join(output)
     raise RuntimeError("the sandbox's output ended before the turn did")
 
 

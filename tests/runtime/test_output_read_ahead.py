@@ -11,10 +11,10 @@ from chiron.sandbox.backend import OutputLine
 MIB = 1 << 20
 
 
-async def huge_lines(count: int, produced: list[int]) -> AsyncIterator[OutputLine]:
+async def huge_lines(count: int, produced: list[int]) -> AsyncIterator[list[OutputLine]]:
     for index in range(count):
         produced.append(index)
-        yield OutputLine(b"x" * MIB, (index + 1) * (MIB + 1), None)
+        yield [OutputLine(b"x" * MIB, (index + 1) * (MIB + 1), None)]
 
 
 async def test_a_flood_of_huge_lines_is_not_read_far_ahead_of_the_database() -> None:
@@ -34,8 +34,8 @@ async def test_a_flood_of_huge_lines_is_not_read_far_ahead_of_the_database() -> 
 
 
 async def test_one_line_over_the_byte_bound_still_makes_a_batch() -> None:
-    async def one_line() -> AsyncIterator[OutputLine]:
-        yield OutputLine(b"y" * (2 * MIB), 2 * MIB + 1, None)
+    async def one_line() -> AsyncIterator[list[OutputLine]]:
+        yield [OutputLine(b"y" * (2 * MIB), 2 * MIB + 1, None)]
 
     output = OutputReadAhead(one_line(), name="test-reader")
     batch, _ = await output.take(2000, MIB)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from itertools import cycle
 
 import pytest
 
@@ -59,9 +60,14 @@ def _lines(payloads: list[bytes]) -> list[OutputLine]:
 
 async def _feed(
     lines: list[OutputLine], then: asyncio.Event | None = None
-) -> AsyncIterator[OutputLine]:
-    for line in lines:
-        yield line
+) -> AsyncIterator[list[OutputLine]]:
+    """`lines` in chunks of uneven sizes, as reads of a log would make them."""
+    start = 0
+    for size in cycle((1, 7, 300, 4096)):
+        if start >= len(lines):
+            break
+        yield lines[start : start + size]
+        start += size
     if then is not None:
         await then.wait()  # the harness goes quiet without ending its output
 

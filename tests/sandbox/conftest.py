@@ -82,13 +82,15 @@ class Reader:
         messages: list[dict[str, Any]] = []
         stream = self.backend.open_output(self.sandbox_id, self.offset, line_cap=self.line_cap)
         async with asyncio.timeout(timeout), contextlib.aclosing(stream):
-            async for line in stream:
-                self.raw.append(line)
-                self.offset = line.end_offset
-                message = json.loads(line.data) if line.original_bytes is None else {}
-                messages.append(message)
-                if predicate(message):
-                    return messages
+            async for lines in stream:
+                for line in lines:
+                    self.raw.append(line)
+                    self.offset = line.end_offset
+                    message = json.loads(line.data) if line.original_bytes is None else {}
+                    messages.append(message)
+                    if predicate(message):
+                        # Lines after it in this chunk are read again from `offset` next time.
+                        return messages
         raise AssertionError(f"output ended before the expected line: {messages[-5:]}")
 
     async def turn(self, timeout: float = TURN_TIMEOUT_S) -> list[dict[str, Any]]:

@@ -226,7 +226,7 @@ async def test_killing_the_harness_makes_the_sandbox_gone(
     with pytest.raises(SandboxLost):
         await backend.write_input(sandbox_id, [user_line("echo late")], token="late")
     # The output ended in order: reading it finishes instead of raising.
-    assert [line async for line in backend.open_output(sandbox_id, 0, line_cap=1024)] == []
+    assert [lines async for lines in backend.open_output(sandbox_id, 0, line_cap=1024)] == []
 
 
 async def test_pause_freezes_the_whole_sandbox_until_resume(
@@ -341,7 +341,7 @@ async def test_unknown_sandboxes(backend: LocalSandboxBackend) -> None:
     with pytest.raises(SandboxLost):
         await backend.write_input("sbx_missing", ["x"], token="t")
     with pytest.raises(SandboxLost):
-        [line async for line in backend.open_output("sbx_missing", 0, line_cap=10)]
+        [lines async for lines in backend.open_output("sbx_missing", 0, line_cap=10)]
     with pytest.raises(SandboxLost):
         await backend.pause("sbx_missing")
     with pytest.raises(SandboxError):

@@ -36,11 +36,11 @@ async def main():
     line = {"type": "user", "message": {"content": command}}
     await backend.write_input(sandbox_id, [json.dumps(line)], token="t")
     output = []
-    async for raw in backend.open_output(sandbox_id, 0, line_cap=1 << 20):
-        message = json.loads(raw.data)
-        if message["method"] == "item/commandExecution/outputDelta":
-            output.append(message["params"]["delta"])
-        if message["method"] == "turn/completed":
+    async for lines in backend.open_output(sandbox_id, 0, line_cap=1 << 20):
+        messages = [json.loads(raw.data) for raw in lines]
+        deltas = [m for m in messages if m["method"] == "item/commandExecution/outputDelta"]
+        output += [m["params"]["delta"] for m in deltas]
+        if any(m["method"] == "turn/completed" for m in messages):
             break
     await backend.pause(sandbox_id)
     paused = (await backend.status(sandbox_id)).value

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
+from operator import itemgetter
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -36,6 +37,7 @@ BATCH_LINES = 5000
 BATCH_BYTES = 8 << 20
 _QUEUE_LINES = 20000
 _QUEUE_BYTES = 32 << 20
+_DATA = itemgetter(0)  # OutputLine.data, for sums that stay in C
 
 
 @dataclass
@@ -246,20 +248,20 @@ class OutputReadAhead:
     database, which is what turns a flood of output into large batches.
     """
 
-    def __init__(self, lines: AsyncIterator[OutputLine], *, name: str) -> None:
+    def __init__(self, chunks: AsyncIterator[list[OutputLine]], *, name: str) -> None:
         self._lines: deque[OutputLine] = deque()
         self._bytes = 0
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self._ended = False
-        self._reader = asyncio.create_task(self.fill(lines), name=name)
+        self._reader = asyncio.create_task(self.fill(chunks), name=name)
 
-    async def fill(self, lines: AsyncIterator[OutputLine]) -> None:
+    async def fill(self, chunks: AsyncIterator[list[OutputLine]]) -> None:
         try:
-            async for line in lines:
-                self._lines.append(line)
-                self._bytes += len(line.data)
+            async for lines in chunks:
+                self._lines.extend(lines)
+                self._bytes += sum(map(len, map(_DATA, lines)))
                 self._ready.set()
                 if len(self._lines) >= _QUEUE_LINES or self._bytes >= _QUEUE_BYTES:
                     self._room.clear()
@@ -274,15 +276,20 @@ class OutputReadAhead:
         while not self._lines and not self._ended:
             self._ready.clear()
             await self._ready.wait()
-        batch: list[OutputLine] = []
-        size = 0
         lines = self._lines
-        while lines and len(batch) < max_lines:
-            size += len(lines[0].data)
-            if batch and size > max_bytes:
-                break
-            batch.append(lines.popleft())
-        self._bytes -= sum(len(line.data) for line in batch)
+        if self._bytes <= max_bytes:
+            # Everything queued fits the byte bound: no need to weigh line by line.
+            take = lines.popleft
+            batch = [take() for _ in repeat(None, min(len(lines), max_lines))]
+        else:
+            batch = []
+            size = 0
+            while lines and len(batch) < max_lines:
+                size += len(lines[0].data)
+                if batch and size > max_bytes:
+                    break
+                batch.append(lines.popleft())
+        self._bytes -= sum(map(len, map(_DATA, batch)))
         self._room.set()
         return batch, self._ended and not self._lines
 

@@ -133,8 +133,9 @@ class SandboxBackend(Protocol):
 
     def open_output(
         self, sandbox_id: str, offset: int, *, line_cap: int
-    ) -> AsyncIterator[OutputLine]:
-        """Lines recorded from `offset` on, then live ones as they come.
+    ) -> AsyncIterator[list[OutputLine]]:
+        """Lines recorded from `offset` on, then live ones as they come, in order, as lists
+        (the lines of each chunk read: per-line iteration costs too much in a flood).
 
         The iterator ends when the harness's stdout reached EOF and every recorded line was
         yielded; it raises SandboxLost if the sandbox disappears without an orderly EOF.

@@ -576,7 +576,7 @@ class LocalSandboxBackend:
 
     async def open_output(
         self, sandbox_id: str, offset: int, *, line_cap: int
-    ) -> AsyncIterator[OutputLine]:
+    ) -> AsyncIterator[list[OutputLine]]:
         directory = self._dir(sandbox_id)
         if not directory.root.exists():
             raise SandboxLost(f"sandbox {sandbox_id} does not exist")
@@ -587,16 +587,16 @@ class LocalSandboxBackend:
             if stream is not None:
                 try:
                     while chunk := await stream.read(_READ_CHUNK):
-                        for line in splitter.feed(chunk):
-                            yield line
+                        if lines := splitter.feed(chunk):
+                            yield lines
                 finally:
                     await stream.close()
             # The stream ended: the output is complete, or the supervisor went away (maybe
             # before sending everything it had written). Decide from its status, then take
             # whatever the log holds beyond what was streamed.
             answer = await self._status_answer(directory)
-            async for line in self._log_lines(directory, splitter):
-                yield line
+            async for lines in self._log_lines(directory, splitter):
+                yield lines
             if answer is None:
                 if not self._ended_orderly(directory, splitter.position):
                     raise SandboxLost(f"sandbox {sandbox_id} went away without ending its output")
@@ -607,7 +607,7 @@ class LocalSandboxBackend:
                 await asyncio.sleep(0.05)
         last = splitter.finish()
         if last is not None:
-            yield last
+            yield [last]
 
     async def _open_stream(self, directory: SandboxDir, offset: int) -> OutputStream | None:
         try:
@@ -619,12 +619,12 @@ class LocalSandboxBackend:
 
     async def _log_lines(
         self, directory: SandboxDir, splitter: LineSplitter
-    ) -> AsyncIterator[OutputLine]:
+    ) -> AsyncIterator[list[OutputLine]]:
         position = splitter.position
         while chunk := await asyncio.to_thread(_read_at, directory.output_log, position):
             position += len(chunk)
-            for line in splitter.feed(chunk):
-                yield line
+            if lines := splitter.feed(chunk):
+                yield lines
 
     def _ended_orderly(self, directory: SandboxDir, position: int) -> bool:
         ended = directory.read_json(directory.exit_info)
