@@ -268,6 +268,9 @@ class ExecutionDriver:
                 # Delivered while the start transaction does its other writes.
                 fresh = ready.source == "cold_create"
                 writing = self._deliver(execution, session, ready.sandbox_id, fresh_sandbox=fresh)
+            # Whether the start may have committed: then a created sandbox may be the session's
+            # and must not be stopped (if the commit did fail after all, the sandbox is an
+            # orphan that the start-up sweep stops).
             recorded = False
 
             def record_turn_start(conn: sa.Connection) -> list[EventRecord]:
@@ -279,9 +282,7 @@ class ExecutionDriver:
                     conn, execution, ready.sandbox_id, receipt, ready=ready
                 )
                 records = self._append(conn, execution.thread_key, new_events)
-                # If the commit after this fails, the unrecorded sandbox is an orphan that the
-                # start-up sweep stops: never stop a sandbox a session may point at.
-                recorded = True
+                recorded = True  # the commit comes next
                 return records
 
             try:
@@ -292,7 +293,9 @@ class ExecutionDriver:
                     # Reading starts while the start commits; the first line is often out.
                     output = self._read_ahead(execution_id, ready.sandbox_id, receipt.offset)
                 await self._log.write_sync(execution.thread_key, record_turn_start)
-            except BaseException:
+            except BaseException as error:
+                # Only a cancel leaves the commit's outcome unknown; any other error rolled back.
+                recorded = recorded and isinstance(error, asyncio.CancelledError)
                 if output is not None:
                     await output.close()
                 if writing is not None:

@@ -122,11 +122,16 @@ class StdoutPump:
                         raise error
                     return None
         finally:
-            if storing is not None:
-                storing.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await storing
-            await output.close()
+            try:
+                if storing is not None:
+                    storing.cancel()
+                    # Waits without taking on the store's own error; a cancel of the pump
+                    # itself still propagates.
+                    await asyncio.wait([storing])
+                    if not storing.cancelled():
+                        storing.exception()
+            finally:
+                await output.close()
 
     def _texts(self, batch: list[OutputLine]) -> list[str]:
         """The batch's lines as redacted text, decoded and scanned in one go.

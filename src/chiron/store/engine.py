@@ -11,6 +11,7 @@ statement, and on a busy event loop each hop waits behind other work. PostgreSQL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -89,9 +90,11 @@ class Store:
     async def run_write(self, work: Callable[[sa.Connection], T]) -> T:
         """Run the synchronous `work` in one write transaction, committed when it returns.
 
-        On SQLite it runs on the writer thread in a single hop (serialised with `write()` by
-        the same lock; if the caller is cancelled the transaction still runs to its end, and
-        the lock is held until it has). On PostgreSQL it runs through the async connection.
+        On SQLite it runs on the writer thread in a single hop, serialised with `write()` by
+        the same lock. A cancelled caller gets CancelledError only once the transaction ended
+        (however many times it is cancelled meanwhile), with the lock held until then, and the
+        transaction may have committed. On PostgreSQL it runs through the async connection,
+        and a cancel rolls it back.
         """
         if self._writer_thread is None:
             async with self.write() as conn:
@@ -104,8 +107,10 @@ class Store:
             try:
                 return await asyncio.shield(done)
             finally:
-                if not done.done():
-                    await asyncio.wait([done])
+                while not done.done():
+                    # Already leaving with CancelledError: further cancels only wait more.
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait([done])
 
     def _transaction_in_thread(self, work: Callable[[sa.Connection], T]) -> T:
         assert self._thread_writer is not None
