@@ -24,6 +24,7 @@ def test_fresh_machine_passes_with_bwrap_working_and_creates_nothing(tmp_path: P
     assert code == 0, out
     assert "✓ bubblewrap sandboxing" in out and "works" in out
     assert "✓ Python ≥ 3.11" in out
+    assert "✓ SQLite JSON functions" in out and "has json_each" in out
     assert "! server reachable — nothing answers" in out
     assert not home.exists()
 

@@ -43,6 +43,20 @@ def check_python() -> CheckResult:
     return CheckResult("Python ≥ 3.11", sys.version_info >= (3, 11), f"Python {version}")
 
 
+def check_sqlite_json(settings: Settings) -> CheckResult:
+    name = "SQLite JSON functions"
+    if not settings.resolved_database_url.startswith("sqlite"):
+        return CheckResult(name, True, "not needed: the database is PostgreSQL")
+    from chiron.store.engine import sqlite_json_problem
+
+    problem = sqlite_json_problem()
+    if problem is not None:
+        return CheckResult(name, False, problem)
+    import sqlite3
+
+    return CheckResult(name, True, f"SQLite {sqlite3.sqlite_version} has json_each")
+
+
 def check_bwrap(settings: Settings) -> CheckResult:
     name = "bubblewrap sandboxing"
     required = settings.sandbox_isolation == "bwrap"

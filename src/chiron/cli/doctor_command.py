@@ -26,6 +26,7 @@ def doctor() -> None:
     with consoles.err.status("checking"):
         results = [
             checks.check_python(),
+            checks.check_sqlite_json(settings),
             checks.check_bwrap(settings),
             checks.check_setpriv(),
             checks.check_socat(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -37,6 +38,9 @@ class Store:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite":
+            problem = sqlite_json_problem()
+            if problem is not None:
+                raise RuntimeError(problem)
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -132,6 +136,20 @@ class Store:
                 self._writer_thread, self._thread_writer.dispose
             )
             self._writer_thread.shutdown()
+
+
+def sqlite_json_problem() -> str | None:
+    """Why this Python's SQLite cannot hold the event log, or None: output batches are
+    inserted through `json_each`, part of SQLite since 3.38 and of most older builds."""
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+            conn.execute("SELECT count(*) FROM json_each('[1]')").fetchone()
+    except sqlite3.OperationalError as exc:
+        return (
+            f"this Python's SQLite {sqlite3.sqlite_version} lacks the JSON functions "
+            f"(JSON1) Chiron needs ({exc}); use SQLite 3.38 or newer, or PostgreSQL"
+        )
+    return None
 
 
 def _tune_sqlite(engine: sa.Engine, *, writer: bool) -> None:
