@@ -87,10 +87,6 @@ class Store:
         async with self._write_lock, self._writer.begin() as conn:
             yield conn
 
-    @property
-    def has_writer_thread(self) -> bool:
-        return self._writer_thread is not None
-
     async def run_write(self, work: Callable[[sa.Connection], T]) -> T:
         """Run the synchronous `work` in one write transaction, committed when it returns.
 
